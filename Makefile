@@ -1,0 +1,57 @@
+# realtime-glue: every routine action has a target here (see README).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+TIMED := tests/scripts/timed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+# When set, tests and roles build the real nginx-push-stream-module from this
+# local copy; otherwise they run against Debian's libnginx-mod-nchan and say so.
+export PUSH_STREAM_SRC
+
+.PHONY: help deps test unit unit-debian integration lint lint-python lint-ansible \
+        lint-nginx lint-units deb repo package-test molecule base-image \
+        push-stream-module bench up down clean
+
+help:
+	@echo "make up            local cluster with the live page (see README)"
+	@echo "make down          remove the local cluster"
+	@echo "make test          everything: unit, integration, lint, package, molecule"
+	@echo "make bench         benchmarks (ratios against raw baselines, saved to bench/results/)"
+	@echo "make deb | repo    build the .deb | a local apt repository from it"
+	@echo "make lint          ruff, ansible-lint, lintian, nginx -t, systemd-analyze verify"
+
+## --- set-up -----------------------------------------------------------------
+deps: build/.deps-apt build/.deps-venv
+
+build/.deps-apt: tests/setup/apt-packages.txt tests/setup/install-apt.sh
+	tests/setup/install-apt.sh tests/setup/apt-packages.txt
+	@mkdir -p build && touch $@
+
+build/.deps-venv: tests/requirements-tools.txt glue/pyproject.toml tests/setup/make-venv.sh
+	tests/setup/make-venv.sh
+	@mkdir -p build && touch $@
+
+## --- tests ------------------------------------------------------------------
+# `make test` runs every part even when one fails, prints how long each took,
+# and fails at the end if any part failed.
+test: deps
+	@tests/scripts/test-all.sh
+
+unit: deps
+	$(PY) -m pytest tests/unit
+
+# The same unit tests on Debian's python3-* packages (what the .deb runs on).
+unit-debian: deps
+	cd tests && PYTHONPATH=$(CURDIR)/glue /usr/bin/python3 -m pytest -p no:cacheprovider unit
+
+integration: deps push-stream-module
+	$(PY) -m pytest tests/integration
+
+lint: lint-python lint-ansible lint-nginx lint-units
+
+lint-python: deps
+	ruff check glue tests bench
+	ruff format --check glue tests bench
+
