@@ -55,3 +55,9 @@ lint-python: deps
 	ruff check glue tests bench
 	ruff format --check glue tests bench
 
+
+## --- push-stream-module -----------------------------------------------------
+# nginx-push-stream-module from $PUSH_STREAM_SRC, built against Debian's nginx
+# source; says so and does nothing when PUSH_STREAM_SRC is unset (nchan flavour).
+push-stream-module:
+	tests/scripts/build-push-stream-module.sh
