@@ -61,3 +61,21 @@ lint-python: deps
 # source; says so and does nothing when PUSH_STREAM_SRC is unset (nchan flavour).
 push-stream-module:
 	tests/scripts/build-push-stream-module.sh
+
+## --- deb, repo, lint-units, package-test -------------------------------------
+# The realtime-glue .deb from glue/ + packaging/debian/ (staged in build/deb/),
+# lintian-clean; the result lands in packaging/out/.
+deb: deps
+	packaging/build-deb.sh
+
+# A signed flat apt repository of packaging/out/*.deb in packaging/out/repo.
+repo: deb
+	packaging/make-repo.sh
+
+# systemd-analyze verify (and the offline security score) of the package's units.
+lint-units: deps
+	tests/scripts/lint-units.sh
+
+# Install, run, restart and purge the package in a systemd container.
+package-test: repo
+	tests/package/test-package.sh
