@@ -1,0 +1,200 @@
+"""The `realtime-glue` command: run a pipeline, put jobs, look at feeds, check the config."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .config import GlueConfig, config_path, load_config  # noqa: E402
+from .errors import ConfigError  # noqa: E402
+from .jobqueue import JobFeed  # noqa: E402
+from .pipeline import build_pipeline  # noqa: E402
+from .publishers.backlog import backlog_feed_name  # noqa: E402
+from .publishers.push_node import PushNode  # noqa: E402
+from .stages import StageContext  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="realtime-glue", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"realtime-glue {__version__}")
+    parser.add_argument(
+        "-c", "--config", help=f"config file (default: $REALTIME_GLUE_CONFIG or {config_path()})"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run one pipeline in the foreground (what glue@PIPELINE.service runs)")
+    p.add_argument("pipeline")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("enqueue", help="put jobs on a pipeline's feed: PAYLOAD, or one per line on stdin")
+    p.add_argument("pipeline", help="a pipeline name (its feed is used) or feed:NAME")
+    p.add_argument("payload", nargs="?", help="the job payload (JSON); omit to read lines from stdin")
+    p.add_argument("--priority", action="store_true", help="consume before the jobs already queued")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("status", help="depth, claimed, stalled, backlog per node and rates of each pipeline")
+    p.add_argument("pipelines", nargs="*")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--sample", type=float, default=1.0, help="seconds over which to measure rates (0: none)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("stalled", help="list a pipeline's stalled jobs with the reason each was stalled")
+    p.add_argument("pipeline")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stalled)
+
+    p = sub.add_parser("retry", help="put stalled jobs back on the queue")
+    p.add_argument("pipeline")
+    p.add_argument("ids", nargs="*")
+    p.add_argument("--all", action="store_true", help="retry every stalled job")
+    p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("check-config", help="validate the config file and build every pipeline")
+    p.set_defaults(func=cmd_check_config)
+
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        return args.func(args, config) or 0
+    except ConfigError as exc:
+        print(f"realtime-glue: config error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+def _redis(config: GlueConfig):
+    from .service import connect_redis
+
+    return connect_redis(config)
+
+
+def _feed(config: GlueConfig, target: str) -> JobFeed:
+    name = target[5:] if target.startswith("feed:") else config.pipeline(target).feed
+    return JobFeed(_redis(config), name)
+
+
+def cmd_run(args, config: GlueConfig) -> int:
+    from .service import GlueService
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stdout,
+        format=f"%(levelname)s glue@{args.pipeline} %(name)s: %(message)s",
+    )
+    GlueService(config, args.pipeline).run()
+    return 0
+
+
+def cmd_enqueue(args, config: GlueConfig) -> int:
+    feed = _feed(config, args.pipeline)
+    if args.payload is not None:
+        print(feed.put(args.payload, priority=args.priority))
+        return 0
+    batch = []
+    for line in sys.stdin:
+        line = line.rstrip("\n")
+        if line:
+            batch.append(line)
+        if len(batch) >= 500:
+            print("\n".join(feed.put_many(batch, priority=args.priority)))
+            batch = []
+    if batch:
+        print("\n".join(feed.put_many(batch, priority=args.priority)))
+    return 0
+
+
+def pipeline_status(config: GlueConfig, name: str, redis) -> dict:
+    pc = config.pipeline(name)
+    feed = JobFeed(redis, pc.feed)
+    status = {"pipeline": name, "feed": pc.feed, **feed.counts()}
+    status["oldest_unfinished_seconds"] = feed.oldest_unfinished_age()
+    backlogs = {}
+    if "http" in pc.stages:
+        for url in pc.stage_options.get("http", {}).get("nodes", []):
+            label = PushNode.label_of(url)
+            counts = JobFeed(redis, backlog_feed_name(name, label)).counts()
+            backlogs[label] = counts["ready"] + counts["claimed"]
+    status["backlog"] = backlogs
+    return status
+
+
+def cmd_status(args, config: GlueConfig) -> int:
+    redis = _redis(config)
+    names = args.pipelines or sorted(config.pipelines)
+    first = {n: pipeline_status(config, n, redis) for n in names}
+    if args.sample > 0:
+        time.sleep(args.sample)
+        for name in names:
+            again = pipeline_status(config, name, redis)
+            for counter in ("publishes", "finishes"):
+                again[f"{counter}_per_second"] = round(
+                    (again[counter] - first[name][counter]) / args.sample, 1
+                )
+            first[name] = again
+    rows = [first[n] for n in names]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        age = row["oldest_unfinished_seconds"]
+        print(f"{row['pipeline']} (feed {row['feed']}):")
+        print(
+            f"  ready {row['ready']}  claimed {row['claimed']}  stalled {row['stalled']}"
+            f"  workers {row['workers']}  oldest unfinished {'-' if age is None else f'{age:.1f}s'}"
+        )
+        if "publishes_per_second" in row:
+            print(f"  rates: put {row['publishes_per_second']}/s  finished {row['finishes_per_second']}/s")
+        for node, depth in row["backlog"].items():
+            print(f"  backlog {node}: {depth}")
+    return 0
+
+
+def cmd_stalled(args, config: GlueConfig) -> int:
+    feed = _feed(config, args.pipeline)
+    stalled = feed.stalled_jobs()
+    if args.json:
+        print(json.dumps([{"id": i, "reason": r} for i, r in stalled.items()], indent=2))
+        return 0
+    for job_id, reason in stalled.items():
+        print(f"{job_id}  {reason}")
+    print(f"{len(stalled)} stalled", file=sys.stderr)
+    return 0
+
+
+def cmd_retry(args, config: GlueConfig) -> int:
+    feed = _feed(config, args.pipeline)
+    ids = list(feed.stalled_jobs()) if args.all else args.ids
+    if not ids:
+        print("nothing to retry: give job ids or --all", file=sys.stderr)
+        return 1
+    missing = [i for i in ids if not feed.retry(i)]
+    print(f"{len(ids) - len(missing)} job(s) back on the queue")
+    for job_id in missing:
+        print(f"not stalled: {job_id}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def cmd_check_config(args, config: GlueConfig) -> int:
+    for name, pc in sorted(config.pipelines.items()):
+        try:
+            pipeline = build_pipeline(
+                name, pc.stages, pc.stage_options, StageContext(pipeline=name), pc.preset
+            )
+        except ConfigError as exc:
+            raise exc.under(f"pipelines.{name}") from None
+        pipeline.close()
+        print(f"pipeline {name}: feed {pc.feed}: {' -> '.join(pc.stages)}")
+    print(f"{config.path}: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The one config file (/etc/realtime-glue/glue.toml, or YAML): loading and checking.
+
+Every problem is reported with the key that has it, e.g.
+`pipelines.comments.concurrency: expected an integer >= 1, got 'many'`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .pipeline import PRESETS
+
+DEFAULT_PATH = "/etc/realtime-glue/glue.toml"
+ENV_PATH = "REALTIME_GLUE_CONFIG"
+_STAGE_TABLES = ("json", "anonymize", "encrypt", "format", "validate", "http", "file")
+
+
+@dataclass
+class PipelineConfig:
+    name: str
+    feed: str
+    stages: list[str]
+    preset: str
+    concurrency: int
+    mirror_feed: str
+    stage_options: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class GlueConfig:
+    path: str
+    redis_url: str
+    redis_password: str | None
+    visibility_timeout: float
+    max_failures: int
+    claim_batch: int
+    shutdown_grace: float
+    push_nodes: list[str]
+    push_timeout: float
+    metrics_listen: str
+    pipelines: dict[str, PipelineConfig]
+
+    def pipeline(self, name: str) -> PipelineConfig:
+        if name not in self.pipelines:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise ConfigError(f"pipelines.{name}", f"no such pipeline in {self.path} (declared: {known})")
+        return self.pipelines[name]
+
+
+def config_path(explicit: str | None = None) -> str:
+    return explicit or os.environ.get(ENV_PATH) or DEFAULT_PATH
+
+
+def load_config(path: str | None = None) -> GlueConfig:
+    path = config_path(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: bytes, path: str = "<config>") -> GlueConfig:
+    if path.endswith((".yml", ".yaml")):
+        import yaml
+
+        try:
+            data = yaml.safe_load(raw) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    else:
+        try:
+            data = tomllib.loads(raw.decode())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+    return _Reader(data, path).glue_config()
+
+
+class _Reader:
+    def __init__(self, data: dict, path: str):
+        self.data = data
+        self.path = path
+
+    def table(self, parent: dict, key: str, where: str, known: tuple[str, ...] | None) -> dict:
+        value = parent.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(where, f"expected a table, got {value!r}")
+        if known is not None:
+            for name in value:
+                if name not in known:
+                    raise ConfigError(f"{where}.{name}", f"unknown key (known: {', '.join(known)})")
+        return value
+
+    def value(self, table: dict, key: str, where: str, kind, default, check=None, hint=""):
+        if key not in table:
+            return default
+        value = table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}.{key}", f"expected {hint or kind.__name__}, got {value!r}")
+        if check is not None and not check(value):
+            raise ConfigError(f"{where}.{key}", f"expected {hint}, got {value!r}")
+        return value
+
+    def glue_config(self) -> GlueConfig:
+        top_keys = ("redis", "queue", "push", "metrics", "pipelines")
+        for name in self.data:
+            if name not in top_keys:
+                raise ConfigError(name, f"unknown section (known: {', '.join(top_keys)})")
+        redis = self.table(self.data, "redis", "redis", ("url", "password_file"))
+        queue = self.table(
+            self.data,
+            "queue",
+            "queue",
+            ("visibility_timeout", "max_failures", "claim_batch", "shutdown_grace"),
+        )
+        push = self.table(self.data, "push", "push", ("nodes", "timeout"))
+        metrics = self.table(self.data, "metrics", "metrics", ("listen",))
+        pipelines = self.table(self.data, "pipelines", "pipelines", None)
+
+        url = self.value(redis, "url", "redis", str, "redis://127.0.0.1:6379/0")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("redis.url", f"expected redis://, rediss:// or unix://, got {url!r}")
+        password = None
+        password_file = self.value(redis, "password_file", "redis", str, "")
+        if password_file:
+            try:
+                with open(password_file) as handle:
+                    password = handle.read().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    "redis.password_file", f"cannot read {password_file}: {exc.strerror}"
+                ) from None
+
+        nodes = self.value(push, "nodes", "push", list, [])
+        for index, node in enumerate(nodes):
+            if not isinstance(node, str) or not node.startswith(("http://", "https://")):
+                raise ConfigError(f"push.nodes[{index}]", f"expected an http(s):// URL, got {node!r}")
+        listen = self.value(metrics, "listen", "metrics", str, "127.0.0.1:9310")
+        if listen and not listen.rpartition(":")[2].isdigit():
+            raise ConfigError("metrics.listen", f"expected host:port or empty, got {listen!r}")
+
+        config = GlueConfig(
+            path=self.path,
+            redis_url=url,
+            redis_password=password,
+            visibility_timeout=self.value(
+                queue, "visibility_timeout", "queue", float, 30.0, lambda v: v > 0, "seconds > 0"
+            ),
+            max_failures=self.value(
+                queue, "max_failures", "queue", int, 5, lambda v: v >= 1, "an integer >= 1"
+            ),
+            claim_batch=self.value(
+                queue, "claim_batch", "queue", int, 64, lambda v: v >= 1, "an integer >= 1"
+            ),
+            shutdown_grace=self.value(
+                queue, "shutdown_grace", "queue", float, 10.0, lambda v: v >= 0, "seconds >= 0"
+            ),
+            push_nodes=nodes,
+            push_timeout=self.value(push, "timeout", "push", float, 5.0, lambda v: v > 0, "seconds > 0"),
+            metrics_listen=listen,
+            pipelines={},
+        )
+        for name in pipelines:
+            config.pipelines[name] = self.pipeline(name, pipelines)
+        return config
+
+    def pipeline(self, name: str, pipelines: dict) -> PipelineConfig:
+        where = f"pipelines.{name}"
+        known = ("feed", "preset", "stages", "concurrency", "mirror_feed", *_STAGE_TABLES)
+        table = self.table(pipelines, name, where, known)
+        preset = self.value(table, "preset", where, str, "")
+        stages = self.value(table, "stages", where, list, [])
+        if preset and stages:
+            raise ConfigError(f"{where}.stages", "give either `preset` or `stages`, not both")
+        if preset:
+            if preset not in PRESETS:
+                raise ConfigError(
+                    f"{where}.preset", f"unknown preset {preset!r}; known: {', '.join(PRESETS)}"
+                )
+            stages = list(PRESETS[preset])
+        if not stages:
+            raise ConfigError(where, "needs `preset` or a non-empty `stages` list")
+        for index, stage in enumerate(stages):
+            if not isinstance(stage, str):
+                raise ConfigError(f"{where}.stages[{index}]", f"expected a stage name, got {stage!r}")
+        options = {stage: dict(self.table(table, stage, f"{where}.{stage}", None)) for stage in _STAGE_TABLES}
+        if "http" in stages:
+            options["http"].setdefault("nodes", self.data.get("push", {}).get("nodes", []))
+            options["http"].setdefault("timeout", self.data.get("push", {}).get("timeout", 5.0))
+            if not options["http"]["nodes"]:
+                raise ConfigError(
+                    "push.nodes", f"pipeline {name!r} publishes over http but no push node is listed"
+                )
+        return PipelineConfig(
+            name=name,
+            feed=self.value(table, "feed", where, str, name, lambda v: bool(v), "a feed name"),
+            stages=stages,
+            preset=preset,
+            concurrency=self.value(table, "concurrency", where, int, 32, lambda v: v >= 1, "an integer >= 1"),
+            mirror_feed=self.value(table, "mirror_feed", where, str, ""),
+            stage_options={k: v for k, v in options.items() if v},
+        )

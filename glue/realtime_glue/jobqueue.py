@@ -1,0 +1,327 @@
+"""The Thoonk job feed in Redis: where jobs are put, claimed, finished, stalled.
+
+Key names and meanings are Thoonk's, so a Thoonk producer and the glue can
+share a feed:
+
+    feed.ids:<f>        list of ready ids; LPUSH normal, RPUSH priority, consumed from the right
+    feed.items:<f>      hash id -> payload
+    feed.published:<f>  zset id -> publish time (ms); a job leaves it when finished or stalled
+    feed.claimed:<f>    zset id -> claim time (ms)
+    feed.cancelled:<f>  hash id -> failure count
+    feed.stalled:<f>    set of stalled ids (the dead-letter)
+    feed.publishes:<f>  counter of puts
+    feed.finishes:<f>   counter of finishes
+    job.finish:<f>      pub/sub channel: "<id>\\0<result>" when a job finishes
+
+The glue adds three keys Thoonk does not read, to close Thoonk's gaps:
+
+    feed.claimedby:<f>     hash id -> worker holding the claim
+    feed.workers:<f>       zset worker -> last heartbeat (ms)
+    feed.stallreasons:<f>  hash id -> why the job was stalled
+
+Every operation is one Lua script, so a worker that dies between two commands
+leaves each id in exactly one of ids, claimed or stalled. Claims of a worker
+that stops heartbeating are returned to the queue by `reclaim_expired`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+
+SCRIPT_NAMES = ("put", "claim", "finish", "cancel", "stall", "retry", "retract", "reclaim")
+
+
+def _load_script(name: str) -> str:
+    return resources.files("realtime_glue").joinpath(f"lua/{name}.lua").read_text()
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    item: bytes
+    failures: int
+
+
+@dataclass(frozen=True)
+class FeedKeys:
+    """The Redis key names of one Thoonk job feed."""
+
+    feed: str
+
+    @property
+    def ids(self) -> str:
+        return f"feed.ids:{self.feed}"
+
+    @property
+    def items(self) -> str:
+        return f"feed.items:{self.feed}"
+
+    @property
+    def published(self) -> str:
+        return f"feed.published:{self.feed}"
+
+    @property
+    def claimed(self) -> str:
+        return f"feed.claimed:{self.feed}"
+
+    @property
+    def cancelled(self) -> str:
+        return f"feed.cancelled:{self.feed}"
+
+    @property
+    def stalled(self) -> str:
+        return f"feed.stalled:{self.feed}"
+
+    @property
+    def publishes(self) -> str:
+        return f"feed.publishes:{self.feed}"
+
+    @property
+    def finishes(self) -> str:
+        return f"feed.finishes:{self.feed}"
+
+    @property
+    def finish_channel(self) -> str:
+        return f"job.finish:{self.feed}"
+
+    @property
+    def claimedby(self) -> str:
+        return f"feed.claimedby:{self.feed}"
+
+    @property
+    def workers(self) -> str:
+        return f"feed.workers:{self.feed}"
+
+    @property
+    def stallreasons(self) -> str:
+        return f"feed.stallreasons:{self.feed}"
+
+
+class JobFeed:
+    """One Thoonk job feed. All methods are single atomic round trips."""
+
+    def __init__(self, redis, feed: str, worker_id: str | None = None):
+        self.redis = redis
+        self.name = feed
+        self.keys = FeedKeys(feed)
+        self.worker_id = worker_id or new_worker_id()
+        self._scripts = {name: redis.register_script(_load_script(name)) for name in SCRIPT_NAMES}
+
+    # --- producing -----------------------------------------------------------
+    def put(self, item: bytes | str, priority: bool = False, job_id: str | None = None) -> str:
+        job_id = job_id or uuid.uuid4().hex
+        k = self.keys
+        self._scripts["put"](
+            keys=[k.ids, k.items, k.published, k.publishes],
+            args=[job_id, item, "1" if priority else "0"],
+        )
+        return job_id
+
+    def put_many(self, items, priority: bool = False) -> list[str]:
+        """Put several jobs in one round trip (one script call each, pipelined)."""
+        k = self.keys
+        ids = []
+        pipe = self.redis.pipeline(transaction=False)
+        for item in items:
+            job_id = uuid.uuid4().hex
+            ids.append(job_id)
+            self._scripts["put"](
+                keys=[k.ids, k.items, k.published, k.publishes],
+                args=[job_id, item, "1" if priority else "0"],
+                client=pipe,
+            )
+        pipe.execute()
+        return ids
+
+    # --- consuming -----------------------------------------------------------
+    def claim(self, count: int = 1, mirror: JobFeed | None = None) -> list[ClaimedJob]:
+        """Claim up to `count` ready jobs for this worker, oldest first.
+
+        With `mirror`, each claimed job is also put on the mirror feed in the
+        same step (a shadow pipeline reads that feed).
+        """
+        k = self.keys
+        keys = [k.ids, k.items, k.claimed, k.cancelled, k.claimedby, k.workers]
+        if mirror is not None:
+            m = mirror.keys
+            keys += [m.ids, m.items, m.published, m.publishes]
+        flat = self._scripts["claim"](
+            keys=keys, args=[self.worker_id, count, "1" if mirror is not None else "0"]
+        )
+        return [ClaimedJob(_text(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """Block until the feed has a ready id (or timeout); claims nothing.
+
+        BLMOVE from the tail back onto the tail leaves the list as it was, so
+        the id stays in feed.ids while we wait.
+        """
+        moved = self.redis.blmove(self.keys.ids, self.keys.ids, timeout, "RIGHT", "RIGHT")
+        return moved is not None
+
+    def heartbeat(self) -> None:
+        self.redis.zadd(self.keys.workers, {self.worker_id: _redis_now_ms(self.redis)})
+
+    def leave(self) -> None:
+        """Forget this worker (after its claims were finished or released)."""
+        self.redis.zrem(self.keys.workers, self.worker_id)
+
+    def finish(self, job_ids, results=None, notify: bool = False) -> int:
+        """Finish a batch of claimed jobs; returns how many were still claimed."""
+        job_ids = list(job_ids)
+        if not job_ids:
+            return 0
+        results = results or [""] * len(job_ids)
+        k = self.keys
+        args = ["1" if notify else "0"]
+        for job_id, result in zip(job_ids, results, strict=True):
+            args += [job_id, result]
+        return self._scripts["finish"](
+            keys=[
+                k.claimed,
+                k.cancelled,
+                k.published,
+                k.finishes,
+                k.items,
+                k.claimedby,
+                k.finish_channel,
+            ],
+            args=args,
+        )
+
+    def cancel(self, job_ids, count_failure: bool = True) -> int:
+        """Return claimed jobs to the queue (a failure unless count_failure=False)."""
+        job_ids = list(job_ids)
+        if not job_ids:
+            return 0
+        k = self.keys
+        return self._scripts["cancel"](
+            keys=[k.claimed, k.cancelled, k.ids, k.claimedby],
+            args=["1" if count_failure else "0", *job_ids],
+        )
+
+    def release(self, job_ids) -> int:
+        """Give jobs back untried (shutdown): they keep their place, no failure counted."""
+        return self.cancel(job_ids, count_failure=False)
+
+    def stall(self, job_id: str, reason: str) -> bool:
+        k = self.keys
+        return bool(
+            self._scripts["stall"](
+                keys=[k.claimed, k.cancelled, k.stalled, k.published, k.claimedby, k.stallreasons],
+                args=[job_id, reason],
+            )
+        )
+
+    def retry(self, job_id: str) -> bool:
+        k = self.keys
+        return bool(
+            self._scripts["retry"](
+                keys=[k.stalled, k.ids, k.published, k.stallreasons, k.cancelled], args=[job_id]
+            )
+        )
+
+    def retract(self, job_id: str) -> bool:
+        k = self.keys
+        return bool(
+            self._scripts["retract"](
+                keys=[
+                    k.items,
+                    k.cancelled,
+                    k.published,
+                    k.stalled,
+                    k.claimed,
+                    k.ids,
+                    k.claimedby,
+                    k.stallreasons,
+                ],
+                args=[job_id],
+            )
+        )
+
+    def reclaim_expired(
+        self, visibility_timeout: float, max_failures: int, limit: int = 1000
+    ) -> tuple[int, int]:
+        """Requeue (or stall) claims whose worker is silent; returns (requeued, stalled)."""
+        k = self.keys
+        requeued, stalled = self._scripts["reclaim"](
+            keys=[
+                k.claimed,
+                k.cancelled,
+                k.ids,
+                k.claimedby,
+                k.workers,
+                k.stalled,
+                k.published,
+                k.stallreasons,
+            ],
+            args=[int(visibility_timeout * 1000), max_failures, limit],
+        )
+        return int(requeued), int(stalled)
+
+    # --- inspecting ----------------------------------------------------------
+    def stalled_jobs(self) -> dict[str, str]:
+        """Stalled ids with the reason each was stalled."""
+        ids = sorted(_text(i) for i in self.redis.smembers(self.keys.stalled))
+        if not ids:
+            return {}
+        reasons = self.redis.hmget(self.keys.stallreasons, ids)
+        return {
+            i: _text(r) if r is not None else "(no reason recorded)"
+            for i, r in zip(ids, reasons, strict=True)
+        }
+
+    def item(self, job_id: str) -> bytes | None:
+        return self.redis.hget(self.keys.items, job_id)
+
+    def unfinished_before(self, before_ms: int) -> list[str]:
+        """End-to-end ack: ids published before `before_ms` and not yet finished."""
+        return [_text(i) for i in self.redis.zrangebyscore(self.keys.published, "-inf", before_ms)]
+
+    def oldest_unfinished_age(self) -> float | None:
+        """Seconds since the oldest unfinished job was published, or None."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(self.keys.published, 0, 0, withscores=True)
+        pipe.time()
+        oldest, (sec, usec) = pipe.execute()
+        if not oldest:
+            return None
+        return max(0.0, (sec * 1000 + usec / 1000 - oldest[0][1]) / 1000)
+
+    def counts(self) -> dict[str, int]:
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(k.ids)
+        pipe.zcard(k.claimed)
+        pipe.scard(k.stalled)
+        pipe.zcard(k.published)
+        pipe.get(k.publishes)
+        pipe.get(k.finishes)
+        pipe.zcount(k.workers, _redis_now_ms(self.redis) - 60_000, "+inf")
+        ready, claimed, stalled, unfinished, publishes, finishes, workers = pipe.execute()
+        return {
+            "ready": ready,
+            "claimed": claimed,
+            "stalled": stalled,
+            "unfinished": unfinished,
+            "publishes": int(publishes or 0),
+            "finishes": int(finishes or 0),
+            "workers": workers,
+        }
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _redis_now_ms(redis) -> int:
+    sec, usec = redis.time()
+    return sec * 1000 + usec // 1000

@@ -1,0 +1,36 @@
+"""Prometheus metrics of one glue process, on a local port."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class GlueMetrics:
+    def __init__(self, pipeline: str):
+        self.registry = CollectorRegistry()
+        labels = {"pipeline": pipeline}
+
+        def counter(name, doc):
+            return Counter(name, doc, ["pipeline"], registry=self.registry).labels(**labels)
+
+        self.processed = counter("glue_jobs_processed_total", "Jobs run through the pipeline and finished")
+        self.failed = counter("glue_jobs_failed_total", "Jobs that failed and went back to the queue")
+        self.stalled = counter("glue_jobs_stalled_total", "Jobs stalled with a reason (dead-letter)")
+        self.reclaimed = counter("glue_jobs_reclaimed_total", "Expired claims returned to the queue")
+        self.backlog_depth = Gauge(
+            "glue_backlog_depth", "Messages held for a failing push node", ["node"], registry=self.registry
+        )
+        self.publish_seconds = Histogram(
+            "glue_publish_seconds",
+            "Time to POST one message to a push node",
+            ["node"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "glue_jobs_in_flight", "Jobs claimed and not yet finished", registry=self.registry
+        )
+
+    def serve(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)

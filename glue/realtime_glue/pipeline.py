@@ -1,0 +1,70 @@
+"""Pipelines: named lists of stages, and the presets the seed shipped."""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+from .message import Message
+from .stages import Stage, StageContext, stage_classes
+from .stages.anonymize import DEFAULT_DROP
+
+PRESETS: dict[str, list[str]] = {
+    "json-anon-http": ["json", "anonymize", "format", "validate", "http"],
+    "json-secure-http": ["json", "anonymize", "encrypt", "format", "validate", "http"],
+    "json-anon-file": ["json", "anonymize", "format", "validate", "file"],
+}
+# Options a preset gives its stages unless the config says otherwise.
+PRESET_OPTIONS: dict[str, dict[str, dict]] = {
+    "json-secure-http": {"validate": {"require_encrypted": True}},
+}
+
+
+class Pipeline:
+    def __init__(self, name: str, stages: list[Stage]):
+        self.name = name
+        self.stages = stages
+
+    def run(self, message: Message) -> Message:
+        for stage in self.stages:
+            message = stage.process(message)
+        return message
+
+    def start(self) -> None:
+        for stage in self.stages:
+            start = getattr(stage, "start", None)
+            if start is not None:
+                start()
+
+    def close(self) -> None:
+        for stage in self.stages:
+            stage.close()
+
+    def stage(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name}: {' -> '.join(s.name for s in self.stages)})"
+
+
+def build_pipeline(
+    name: str, stage_names: list[str], options: dict[str, dict], context: StageContext, preset: str = ""
+) -> Pipeline:
+    """Build the stages in order; a ConfigError names the offending key."""
+    classes = stage_classes()
+    defaults = PRESET_OPTIONS.get(preset, {})
+    stages = []
+    for index, stage_name in enumerate(stage_names):
+        cls = classes.get(stage_name)
+        if cls is None:
+            raise ConfigError(
+                f"stages[{index}]", f"unknown stage {stage_name!r}; known: {', '.join(sorted(classes))}"
+            )
+        stage_options = {**defaults.get(stage_name, {}), **options.get(stage_name, {})}
+        if stage_name == "validate" and "forbid_fields" not in stage_options and "anonymize" in stage_names:
+            # A validate stage after anonymize checks that the dropped fields are gone.
+            dropped = options.get("anonymize", {}).get("drop", DEFAULT_DROP)
+            stage_options["forbid_fields"] = [p.split(".")[-1] for p in dropped if isinstance(p, str)]
+        try:
+            stages.append(cls(stage_options, context))
+        except ConfigError as exc:
+            raise exc.under(stage_name) from None
+    return Pipeline(name, stages)

@@ -1,0 +1,1 @@
+"""Publishing stages: where a finished message leaves the glue."""

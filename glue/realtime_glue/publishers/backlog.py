@@ -1,0 +1,108 @@
+"""The failed-publish backlog: a Thoonk job feed per push node, drained with backoff.
+
+While a node fails, its messages wait here (in Redis, so a restart loses
+none) and new messages queue behind them; the other nodes carry on. The
+drainer retries the oldest first with exponential backoff, and marks the
+node up again once its backlog is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import gevent
+
+from ..actor import Actor
+from ..jobqueue import JobFeed
+from .push_node import PublishFailed, PushNode
+
+log = logging.getLogger(__name__)
+
+BATCH = 64
+
+
+def backlog_feed_name(pipeline: str, node_label: str) -> str:
+    return f"glue.backlog:{pipeline}:{node_label}"
+
+
+class NodeBacklog(Actor):
+    """Holds one node's undelivered messages and delivers them when it can."""
+
+    def __init__(
+        self,
+        node: PushNode,
+        feed: JobFeed,
+        metrics=None,
+        min_backoff: float = 0.2,
+        max_backoff: float = 10.0,
+    ):
+        super().__init__(name=f"backlog {node.label}")
+        self.node = node
+        self.feed = feed
+        self.metrics = metrics
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.down = False
+
+    def hold(self, channel: str, event_id: str | None, body: bytes, reason: str) -> None:
+        """Keep a message the node did not take; it is safe in Redis on return."""
+        if not self.down:
+            log.warning(
+                "push node %s is failing (%s); holding its messages in the backlog", self.node.label, reason
+            )
+        self.down = True
+        record = {"channel": channel, "event_id": event_id, "body": body.decode()}
+        self.feed.put(json.dumps(record, separators=(",", ":")))
+
+    def depth(self) -> int:
+        counts = self.feed.counts()
+        return counts["ready"] + counts["claimed"]
+
+    def run(self) -> None:
+        backoff = self.min_backoff
+        while not self.stopping:
+            try:
+                delivered = self.drain_once()
+            except PublishFailed as exc:
+                log.info("backlog for %s: %s; retrying in %.1fs", self.node.label, exc, backoff)
+                self.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            except Exception:  # Redis away: same backoff, never a busy loop
+                log.exception("backlog for %s: cannot reach Redis", self.node.label)
+                self.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            backoff = self.min_backoff
+            if delivered == 0:
+                if self.down:
+                    log.warning("push node %s is delivering again; backlog empty", self.node.label)
+                self.down = False
+                self._report_depth(0)
+                self.feed.wait_for_jobs(timeout=1.0)
+
+    def drain_once(self) -> int:
+        """Deliver up to BATCH held messages in order; returns how many."""
+        jobs = self.feed.claim(BATCH)
+        if not jobs:
+            return 0
+        delivered = []
+        try:
+            for job in jobs:
+                record = json.loads(job.item)
+                self.node.publish(record["channel"], record["event_id"], record["body"].encode())
+                delivered.append(job.id)
+        finally:
+            self.feed.finish(delivered)
+            undelivered = [j.id for j in jobs if j.id not in set(delivered)]
+            self.feed.release(undelivered)
+            self._report_depth(self.depth())
+        return len(delivered)
+
+    def _report_depth(self, depth: int) -> None:
+        if self.metrics is not None:
+            self.metrics.backlog_depth.labels(node=self.node.label).set(depth)
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)

@@ -1,0 +1,112 @@
+"""`realtime-glue run PIPELINE`: wires Redis, the pipeline, the worker and systemd."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import gevent
+import gevent.event
+import redis as redis_lib
+
+from .config import GlueConfig
+from .heartbeat import Heartbeat
+from .jobqueue import JobFeed, new_worker_id
+from .metrics import GlueMetrics
+from .notify import SystemdNotifier
+from .pipeline import build_pipeline
+from .stages import StageContext
+from .worker import PipelineWorker
+
+log = logging.getLogger(__name__)
+
+
+def connect_redis(config: GlueConfig) -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(
+        config.redis_url,
+        password=config.redis_password,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=30,
+        max_connections=None,
+    )
+
+
+class GlueService:
+    def __init__(self, config: GlueConfig, pipeline_name: str, notifier: SystemdNotifier | None = None):
+        self.config = config
+        self.pipeline_config = config.pipeline(pipeline_name)
+        self.notifier = notifier or SystemdNotifier()
+        self.redis = connect_redis(config)
+        self.metrics = GlueMetrics(pipeline_name)
+        self.worker_id = new_worker_id()
+        context = StageContext(
+            pipeline=pipeline_name, redis=self.redis, worker_id=self.worker_id, metrics=self.metrics
+        )
+        pc = self.pipeline_config
+        self.pipeline = build_pipeline(pc.name, pc.stages, pc.stage_options, context, pc.preset)
+        self.feed = JobFeed(self.redis, pc.feed, worker_id=self.worker_id)
+        mirror = JobFeed(self.redis, pc.mirror_feed) if pc.mirror_feed else None
+        self.worker = PipelineWorker(
+            self.feed,
+            self.pipeline,
+            concurrency=pc.concurrency,
+            claim_batch=config.claim_batch,
+            max_failures=config.max_failures,
+            mirror=mirror,
+            metrics=self.metrics,
+        )
+        http = self.pipeline.stage("http")
+        backlog_feeds = http.backlog_feeds() if http is not None else []
+        self.heartbeat = Heartbeat(
+            [self.feed, *backlog_feeds], config.visibility_timeout, config.max_failures, self.metrics
+        )
+        self._stop_requested = gevent.event.Event()
+
+    def wait_for_redis(self) -> None:
+        attempt = 0
+        while not self._stop_requested.is_set():
+            try:
+                self.redis.ping()
+                return
+            except redis_lib.RedisError as exc:
+                delay = min(5.0, 0.1 * 2**attempt)
+                self.notifier.status(f"waiting for Redis at {self.config.redis_url}: {exc}")
+                log.warning(
+                    "cannot reach Redis at %s (%s); retrying in %.1fs", self.config.redis_url, exc, delay
+                )
+                self._stop_requested.wait(delay)
+                attempt += 1
+
+    def request_stop(self) -> None:
+        log.info("stop requested")
+        self._stop_requested.set()
+
+    def run(self) -> None:
+        gevent.signal_handler(signal.SIGTERM, self.request_stop)
+        gevent.signal_handler(signal.SIGINT, self.request_stop)
+        self.notifier.start_watchdog()
+        self.wait_for_redis()
+        if self._stop_requested.is_set():
+            return
+        if self.config.metrics_listen:
+            self.metrics.serve(self.config.metrics_listen)
+        self.heartbeat.beat_once()
+        self.heartbeat.start()
+        self.pipeline.start()
+        self.worker.start()
+        pc = self.pipeline_config
+        status = f"pipeline {pc.name} ({' -> '.join(pc.stages)}) on feed {pc.feed}"
+        log.info("ready: %s, worker %s", status, self.worker_id)
+        self.notifier.ready(status)
+        self._stop_requested.wait()
+        self.notifier.stopping(f"finishing in-flight jobs (grace {self.config.shutdown_grace:g}s)")
+        self.worker.stop(self.config.shutdown_grace)
+        self.pipeline.close()
+        self.heartbeat.stop()
+        try:
+            self.feed.leave()
+        except redis_lib.RedisError:
+            pass
+        self.notifier.stop_watchdog()
+        log.info("stopped")

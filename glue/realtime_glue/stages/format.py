@@ -1,0 +1,30 @@
+"""format: build the text a browser receives for the message.
+
+The body is one JSON object: {"id", "channel", "event", "data"}. The id is
+the job id, and it is also sent to every push node as the Event-ID, so a
+browser that fails over to another node resumes with Last-Event-ID.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..message import Message
+from . import Stage
+
+
+class Format(Stage):
+    name = "format"
+
+    def configure(self) -> None:
+        self.include_channel = self.option("include_channel", bool, True)
+
+    def process(self, message: Message) -> Message:
+        message.event_id = message.event_id or message.job_id
+        body = {"id": message.event_id}
+        if self.include_channel:
+            body["channel"] = message.channel
+        body["event"] = message.event
+        body["data"] = message.data
+        message.body = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return message

@@ -1,0 +1,182 @@
+"""The pipeline worker: claims jobs, runs each through the pipeline, finishes it.
+
+Up to `concurrency` jobs run at once; the worker claims only as many as it
+has free slots (backpressure), in batches. Finishes are batched by the
+Finisher actor. A job the pipeline rejects is stalled with the reason; one
+that fails is returned to the queue with its failure count raised, and
+stalled once it has failed `max_failures` times. On stop, the worker claims
+no more, lets in-flight jobs finish within a grace period, and gives the
+rest back to the queue untried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+from gevent.pool import Pool
+
+from .actor import Actor
+from .jobqueue import ClaimedJob, JobFeed
+from .message import Message, Reject, TransientFailure
+from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+FINISH_BATCH = 512
+
+
+def _backoff(attempt: int, cap: float = 5.0) -> float:
+    return min(cap, 0.05 * 2**attempt)
+
+
+class Finisher(Actor):
+    """Finishes jobs in batches: whatever piled up while the last batch was in flight."""
+
+    def __init__(self, feed: JobFeed, metrics=None):
+        super().__init__(name="finisher")
+        self.feed = feed
+        self.metrics = metrics
+        self.pending = 0
+
+    def send(self, job_id: str) -> None:
+        self.pending += 1
+        super().send(job_id)
+
+    def receive(self, job_id: str) -> None:
+        batch = [job_id, *self.drain(FINISH_BATCH - 1)]
+        attempt = 0
+        while True:
+            try:
+                self.feed.finish(batch)
+                break
+            except Exception as exc:  # Redis away: keep the batch, retry with backoff
+                log.warning("finish of %d jobs failed (%s); retrying", len(batch), exc)
+                gevent.sleep(_backoff(attempt))
+                attempt += 1
+        self.pending -= len(batch)
+        if self.metrics is not None:
+            self.metrics.processed.inc(len(batch))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            gevent.sleep(0.005)
+        return self.pending == 0
+
+
+class PipelineWorker:
+    def __init__(
+        self,
+        feed: JobFeed,
+        pipeline: Pipeline,
+        concurrency: int = 32,
+        claim_batch: int = 64,
+        max_failures: int = 5,
+        mirror: JobFeed | None = None,
+        metrics=None,
+    ):
+        self.feed = feed
+        self.pipeline = pipeline
+        self.concurrency = concurrency
+        self.claim_batch = claim_batch
+        self.max_failures = max_failures
+        self.mirror = mirror
+        self.metrics = metrics
+        self.pool = Pool(concurrency)
+        self.finisher = Finisher(feed, metrics)
+        self.in_flight: dict[str, gevent.Greenlet] = {}
+        self.stopping = False
+        self._loop: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        self.finisher.start()
+        self._loop = gevent.spawn(self.claim_loop)
+
+    def claim_loop(self) -> None:
+        attempt = 0
+        while not self.stopping:
+            free = self.pool.free_count()
+            if free == 0:
+                self.pool.wait_available(timeout=1.0)
+                continue
+            try:
+                jobs = self.feed.claim(min(free, self.claim_batch), mirror=self.mirror)
+                if not jobs:
+                    self.feed.wait_for_jobs(timeout=1.0)
+                    attempt = 0
+                    continue
+            except Exception as exc:
+                delay = _backoff(attempt)
+                log.warning("cannot claim from feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)
+                gevent.sleep(delay)
+                attempt += 1
+                continue
+            attempt = 0
+            for job in jobs:
+                if self.stopping:  # claimed as we were told to stop: give it back
+                    self._give_back([job.id])
+                    continue
+                self.in_flight[job.id] = self.pool.spawn(self.process, job)
+            if self.metrics is not None:
+                self.metrics.in_flight.set(len(self.in_flight))
+
+    def process(self, job: ClaimedJob) -> None:
+        try:
+            self.pipeline.run(Message(job_id=job.id, raw=job.item, failures=job.failures))
+        except Reject as exc:
+            self._stall(job, str(exc))
+        except gevent.GreenletExit:
+            raise
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, TransientFailure) else f"{type(exc).__name__}: {exc}"
+            self._fail(job, reason)
+        else:
+            self.finisher.send(job.id)
+        finally:
+            self.in_flight.pop(job.id, None)
+
+    def _stall(self, job: ClaimedJob, reason: str) -> None:
+        log.warning("job %s stalled: %s", job.id, reason)
+        self._retrying(lambda: self.feed.stall(job.id, reason))
+        if self.metrics is not None:
+            self.metrics.stalled.inc()
+
+    def _fail(self, job: ClaimedJob, reason: str) -> None:
+        failures = job.failures + 1
+        if failures >= self.max_failures:
+            self._stall(job, f"failed {failures} times, last: {reason}")
+            return
+        log.warning("job %s failed (%d of %d): %s", job.id, failures, self.max_failures, reason)
+        self._retrying(lambda: self.feed.cancel([job.id]))
+        if self.metrics is not None:
+            self.metrics.failed.inc()
+
+    def _give_back(self, job_ids) -> None:
+        self._retrying(lambda: self.feed.release(job_ids), attempts=20)
+
+    def _retrying(self, operation, attempts: int = 100):
+        for attempt in range(attempts):
+            try:
+                return operation()
+            except Exception as exc:
+                log.warning("redis operation failed (%s); retrying", exc)
+                gevent.sleep(_backoff(attempt))
+        # Still claimed in Redis: the claim expires and the job is retried.
+        return None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Claim nothing more; finish in-flight jobs within `grace`; give the rest back."""
+        self.stopping = True
+        if self._loop is not None:
+            self._loop.join(timeout=2.0)
+            self._loop.kill(block=True, timeout=1)
+        self.pool.join(timeout=grace)
+        left = list(self.in_flight)
+        if left:
+            log.warning("giving %d unfinished jobs back to the queue", len(left))
+            self.pool.kill(block=True, timeout=2)
+            self._give_back(left)
+        self.finisher.flush()
+        self.finisher.stop()

@@ -1,0 +1,52 @@
+"""Fixtures with real servers: redis-server and nginx (push-stream or nchan) on loopback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from support.push_node import PushNode, default_flavour  # noqa: E402
+from support.redis_server import RedisServer  # noqa: E402
+
+
+def pytest_report_header(config):
+    flavour = default_flavour()
+    if flavour == "nchan":
+        return "push node flavour: nchan (Debian's libnginx-mod-nchan; PUSH_STREAM_SRC is not set)"
+    return "push node flavour: push_stream (nginx-push-stream-module built from PUSH_STREAM_SRC)"
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_aof():
+    server = RedisServer(appendonly=True).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def push_node():
+    node = PushNode()
+    node.start()
+    yield node
+    node.stop()
+    node.cleanup()
+
+
+@pytest.fixture
+def push_nodes():
+    nodes = [PushNode().start() for _ in range(2)]
+    yield nodes
+    for node in nodes:
+        node.stop()
+        node.cleanup()

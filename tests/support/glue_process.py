@@ -1,0 +1,125 @@
+"""The real `realtime-glue` command as a subprocess, with a config written for the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+def write_config(directory: Path, redis_url: str, nodes: list[str], pipelines: str, extra: str = "") -> Path:
+    """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables."""
+    path = directory / "glue.toml"
+    node_list = ", ".join(f'"{n}"' for n in nodes)
+    path.write_text(
+        f"""
+[redis]
+url = "{redis_url}"
+
+[queue]
+visibility_timeout = 3
+max_failures = 5
+claim_batch = 64
+shutdown_grace = 5
+
+[push]
+nodes = [{node_list}]
+timeout = 2.0
+
+[metrics]
+listen = ""
+{extra}
+{pipelines}
+"""
+    )
+    return path
+
+
+class GlueProcess:
+    """`python -m realtime_glue.cli run PIPELINE` with a NOTIFY_SOCKET we read READY from."""
+
+    def __init__(self, config: Path, pipeline: str, python: str = sys.executable):
+        self.config = config
+        self.pipeline = pipeline
+        self.python = python
+        self.process: subprocess.Popen | None = None
+        self.log_path = Path(tempfile.mkstemp(prefix=f"glue-{pipeline}-", suffix=".log")[1])
+
+    def command(self, *args: str) -> list[str]:
+        return [self.python, "-m", "realtime_glue.cli", "--config", str(self.config), *args]
+
+    def start(self, wait_ready: bool = True, timeout: float = 20) -> GlueProcess:
+        import socket
+
+        notify_path = Path(tempfile.mkdtemp(prefix="glue-notify-")) / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(notify_path))
+        self.notify.settimeout(timeout)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            self.command("run", self.pipeline), stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
+        if wait_ready:
+            self.wait_for("READY=1", timeout)
+        return self
+
+    def wait_for(self, field: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                datagram = self.notify.recv(4096).decode()
+            except TimeoutError:
+                break
+            if field in datagram.split("\n"):
+                return datagram
+        raise TimeoutError(f"glue never sent {field}; log:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.process is None:
+            return 0
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(*args), input=input, capture_output=True, text=True, timeout=60)
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def feed_counts(client: redis.Redis, feed: str) -> dict:
+    return {
+        "ready": client.llen(f"feed.ids:{feed}"),
+        "claimed": client.zcard(f"feed.claimed:{feed}"),
+        "stalled": client.scard(f"feed.stalled:{feed}"),
+        "items": client.hlen(f"feed.items:{feed}"),
+        "finishes": int(client.get(f"feed.finishes:{feed}") or 0),
+    }
