@@ -38,6 +38,7 @@ class GlueConfig:
     max_failures: int
     claim_batch: int
     shutdown_grace: float
+    finish_notices: bool
     push_nodes: list[str]
     push_timeout: float
     metrics_listen: str
@@ -117,7 +118,7 @@ class _Reader:
             self.data,
             "queue",
             "queue",
-            ("visibility_timeout", "max_failures", "claim_batch", "shutdown_grace"),
+            ("visibility_timeout", "max_failures", "claim_batch", "shutdown_grace", "finish_notices"),
         )
         push = self.table(self.data, "push", "push", ("nodes", "timeout"))
         metrics = self.table(self.data, "metrics", "metrics", ("listen",))
@@ -161,6 +162,7 @@ class _Reader:
             shutdown_grace=self.value(
                 queue, "shutdown_grace", "queue", float, 10.0, lambda v: v >= 0, "seconds >= 0"
             ),
+            finish_notices=self.value(queue, "finish_notices", "queue", bool, True),
             push_nodes=nodes,
             push_timeout=self.value(push, "timeout", "push", float, 5.0, lambda v: v > 0, "seconds > 0"),
             metrics_listen=listen,

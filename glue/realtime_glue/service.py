@@ -55,6 +55,7 @@ class GlueService:
             max_failures=config.max_failures,
             mirror=mirror,
             metrics=self.metrics,
+            finish_notices=config.finish_notices,
         )
         http = self.pipeline.stage("http")
         backlog_feeds = http.backlog_feeds() if http is not None else []

@@ -34,10 +34,12 @@ def _backoff(attempt: int, cap: float = 5.0) -> float:
 class Finisher(Actor):
     """Finishes jobs in batches: whatever piled up while the last batch was in flight."""
 
-    def __init__(self, feed: JobFeed, metrics=None):
+    def __init__(self, feed: JobFeed, metrics=None, notify: bool = True):
         super().__init__(name="finisher")
         self.feed = feed
         self.metrics = metrics
+        # Thoonk listeners learn of each finish on job.finish:<feed> ("<id>\0published").
+        self.notify = notify
         self.pending = 0
 
     def send(self, job_id: str) -> None:
@@ -49,7 +51,7 @@ class Finisher(Actor):
         attempt = 0
         while True:
             try:
-                self.feed.finish(batch)
+                self.feed.finish(batch, results=["published"] * len(batch), notify=self.notify)
                 break
             except Exception as exc:  # Redis away: keep the batch, retry with backoff
                 log.warning("finish of %d jobs failed (%s); retrying", len(batch), exc)
@@ -76,6 +78,7 @@ class PipelineWorker:
         max_failures: int = 5,
         mirror: JobFeed | None = None,
         metrics=None,
+        finish_notices: bool = True,
     ):
         self.feed = feed
         self.pipeline = pipeline
@@ -85,7 +88,7 @@ class PipelineWorker:
         self.mirror = mirror
         self.metrics = metrics
         self.pool = Pool(concurrency)
-        self.finisher = Finisher(feed, metrics)
+        self.finisher = Finisher(feed, metrics, notify=finish_notices)
         self.in_flight: dict[str, gevent.Greenlet] = {}
         self.stopping = False
         self._loop: gevent.Greenlet | None = None

@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.push_node import PushNode, default_flavour  # noqa: E402
-from support.redis_server import RedisServer  # noqa: E402
+from support.push_node import PushNode, default_flavour
+from support.redis_server import RedisServer
 
 
 def pytest_report_header(config):

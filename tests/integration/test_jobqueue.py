@@ -1,0 +1,189 @@
+"""The Thoonk job feed against a real redis-server: atomic claims, expiry, dead-letter."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from realtime_glue.jobqueue import JobFeed
+
+
+@pytest.fixture
+def client(redis_server):
+    return redis_server.client()
+
+
+def feed_for(client, name="jobs", worker="w1"):
+    return JobFeed(client, name, worker_id=worker)
+
+
+def where_is(client, feed: str, job_id: str) -> list[str]:
+    """Every structure of the feed that holds the id."""
+    places = []
+    if job_id.encode() in client.lrange(f"feed.ids:{feed}", 0, -1):
+        places.append("ready")
+    if client.zscore(f"feed.claimed:{feed}", job_id) is not None:
+        places.append("claimed")
+    if client.sismember(f"feed.stalled:{feed}", job_id):
+        places.append("stalled")
+    return places
+
+
+def test_claims_come_oldest_first_and_priority_jumps_the_queue(client):
+    feed = feed_for(client)
+    first, second = feed.put("a"), feed.put("b")
+    urgent = feed.put("c", priority=True)
+    claimed = feed.claim(3)
+    assert [job.id for job in claimed] == [urgent, first, second]
+    assert [job.item for job in claimed] == [b"c", b"a", b"b"]
+
+
+def test_a_claimed_job_is_in_exactly_one_structure_at_every_step(client):
+    feed = feed_for(client)
+    job_id = feed.put("payload")
+    assert where_is(client, "jobs", job_id) == ["ready"]
+    (job,) = feed.claim(10)
+    assert where_is(client, "jobs", job_id) == ["claimed"]
+    assert client.hget("feed.claimedby:jobs", job_id) == b"w1"
+    assert feed.cancel([job.id]) == 1
+    assert where_is(client, "jobs", job_id) == ["ready"]
+    (job,) = feed.claim(10)
+    assert job.failures == 1
+    assert feed.stall(job.id, "bad payload")
+    assert where_is(client, "jobs", job_id) == ["stalled"]
+    assert feed.stalled_jobs() == {job_id: "bad payload"}
+    assert feed.retry(job_id)
+    assert where_is(client, "jobs", job_id) == ["ready"]
+    (job,) = feed.claim(10)
+    assert feed.finish([job.id]) == 1
+    assert where_is(client, "jobs", job_id) == []
+    assert client.hget("feed.items:jobs", job_id) is None
+    assert client.get("feed.finishes:jobs") == b"1"
+
+
+def test_batched_finish_reports_only_jobs_still_claimed(client):
+    feed = feed_for(client)
+    ids = feed.put_many([f"job {i}" for i in range(100)])
+    claimed = feed.claim(100)
+    assert len(claimed) == 100
+    feed.release([ids[0]])  # given back: no longer ours to finish
+    assert feed.finish([job.id for job in claimed]) == 99
+    counts = feed.counts()
+    assert counts["ready"] == 1 and counts["claimed"] == 0 and counts["finishes"] == 99
+
+
+def test_release_keeps_the_place_and_does_not_count_a_failure(client):
+    feed = feed_for(client)
+    first, second = feed.put("first"), feed.put("second")
+    (job,) = feed.claim(1)
+    assert job.id == first
+    feed.release([first])
+    again = feed.claim(2)
+    assert [j.id for j in again] == [first, second]
+    assert again[0].failures == 0
+
+
+def test_claims_of_a_silent_worker_go_back_to_the_queue_with_a_failure(client):
+    dead = feed_for(client, worker="dead")
+    job_id = dead.put("x")
+    dead.heartbeat()
+    dead.claim(1)
+    alive = feed_for(client, worker="alive")
+    alive.heartbeat()
+    # Within the visibility timeout nothing moves.
+    assert alive.reclaim_expired(visibility_timeout=30, max_failures=5) == (0, 0)
+    time.sleep(1.1)
+    alive.heartbeat()
+    assert alive.reclaim_expired(visibility_timeout=1, max_failures=5) == (1, 0)
+    (job,) = alive.claim(1)
+    assert job.id == job_id and job.failures == 1
+
+
+def test_a_live_worker_keeps_its_claims_past_the_timeout(client):
+    feed = feed_for(client)
+    feed.put("slow job")
+    feed.claim(1)
+    time.sleep(1.1)
+    feed.heartbeat()
+    assert feed.reclaim_expired(visibility_timeout=1, max_failures=5) == (0, 0)
+    assert feed.counts()["claimed"] == 1
+
+
+def test_a_job_that_keeps_expiring_is_stalled_with_the_reason(client):
+    feed = feed_for(client, worker="crashy")
+    job_id = feed.put("poison")
+    for _ in range(3):
+        feed.claim(1)
+        time.sleep(0.25)
+        client.zrem("feed.workers:jobs", "crashy")  # the worker died
+        feed.reclaim_expired(visibility_timeout=0.2, max_failures=3)
+    assert where_is(client, "jobs", job_id) == ["stalled"]
+    assert "claim expired 3 times" in feed.stalled_jobs()[job_id]
+    assert client.hget("feed.items:jobs", job_id) == b"poison"  # nothing dropped
+
+
+def test_a_stuck_thoonk_claim_with_no_glue_worker_is_reclaimed(client):
+    """Thoonk's own consumers never release a claim when they crash; the glue does."""
+    client.lpush("feed.ids:jobs", "t1")
+    client.hset("feed.items:jobs", "t1", "from thoonk")
+    client.rpop("feed.ids:jobs")  # a Thoonk consumer's BRPOP ...
+    client.zadd("feed.claimed:jobs", {"t1": int(time.time() * 1000) - 60_000})  # ... and its claim
+    feed = feed_for(client)
+    assert feed.reclaim_expired(visibility_timeout=30, max_failures=5) == (1, 0)
+    assert feed.claim(1)[0].item == b"from thoonk"
+
+
+def test_wait_for_jobs_claims_nothing(client):
+    feed = feed_for(client)
+    assert feed.wait_for_jobs(timeout=0.1) is False
+    job_id = feed.put("x")
+    assert feed.wait_for_jobs(timeout=1) is True
+    assert where_is(client, "jobs", job_id) == ["ready"]
+
+
+def test_retract_removes_the_job_everywhere(client):
+    feed = feed_for(client)
+    queued = feed.put("q")
+    claimed = feed.put("c")
+    feed.claim(1)  # takes `queued`
+    assert feed.retract(claimed) and feed.retract(queued)
+    assert feed.claim(5) == []
+    assert client.hlen("feed.items:jobs") == 0
+    assert client.zcard("feed.claimed:jobs") == 0
+
+
+def test_mirror_feed_gets_a_copy_of_every_claimed_job(client):
+    feed = feed_for(client, "old")
+    mirror = JobFeed(client, "old.shadow")
+    ids = feed.put_many(["a", "b"])
+    feed.claim(2, mirror=mirror)
+    copies = mirror.claim(2)
+    assert sorted(j.id for j in copies) == sorted(ids)
+    assert sorted(j.item for j in copies) == [b"a", b"b"]
+
+
+def test_end_to_end_acks_report_unfinished_jobs_and_their_age(client):
+    feed = feed_for(client)
+    done, pending = feed.put("done"), feed.put("pending")
+    feed.claim(1)
+    feed.finish([done])
+    sec, usec = client.time()
+    now_ms = sec * 1000 + usec // 1000
+    assert feed.unfinished_before(now_ms) == [pending]
+    time.sleep(0.2)
+    assert feed.oldest_unfinished_age() >= 0.2
+    feed.claim(1)
+    feed.finish([pending])
+    assert feed.oldest_unfinished_age() is None
+
+
+def test_finish_sends_thoonks_job_finish_notice(client):
+    feed = feed_for(client)
+    pubsub = client.pubsub()
+    pubsub.subscribe("job.finish:jobs")
+    pubsub.get_message(timeout=1)  # subscribe confirmation
+    job_id = feed.put("x")
+    feed.claim(1)
+    feed.finish([job_id], results=["ok"], notify=True)
+    notice = pubsub.get_message(timeout=2)
+    assert notice["data"] == f"{job_id}\0ok".encode()
