@@ -78,6 +78,8 @@ def parse_config(raw: bytes, path: str = "<config>") -> GlueConfig:
             data = tomllib.loads(raw.decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{path} must hold a table of sections, got {type(data).__name__}")
     return _Reader(data, path).glue_config()
 
 

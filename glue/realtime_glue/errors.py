@@ -5,7 +5,7 @@ class ConfigError(Exception):
     """A configuration problem, naming the key: `pipelines.comments.concurrency: ...`."""
 
     def __init__(self, key: str, problem: str):
-        super().__init__(f"{key}: {problem}")
+        super().__init__(f"{key}: {problem}" if key else problem)
         self.key = key
         self.problem = problem
 
