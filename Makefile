@@ -79,3 +79,9 @@ lint-units: deps
 # Install, run, restart and purge the package in a systemd container.
 package-test: repo
 	tests/package/test-package.sh
+
+## --- lint-nginx -------------------------------------------------------------
+# nginx -t on nginx/push-stream.conf rendered for both flavours (push_stream
+# only when `make push-stream-module` has built the module).
+lint-nginx: deps
+	$(PY) tests/scripts/lint-nginx.py

@@ -1,0 +1,465 @@
+"""A push node on loopback for tests: nginx started from nginx/push-stream.conf.
+
+The config is rendered from the one template the push_stream role uses, with the
+role's defaults plus test overrides. The flavour follows PUSH_STREAM_SRC: when set,
+the nginx-push-stream-module built by `make push-stream-module` is loaded
+(build/push-stream/ngx_http_push_stream_module.so); otherwise Debian's nchan.
+
+    node = PushNode()            # or PushNode(flavour="nchan", overrides={...})
+    node.start()
+    node.publish("chat", "hello", event_id="42")
+    node.stop()
+
+Plain module, no pytest dependency: tests import it and wrap it in fixtures.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import jinja2.meta
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "nginx" / "push-stream.conf"
+ROLE_DEFAULTS = REPO / "ansible" / "roles" / "push_stream" / "defaults" / "main.yml"
+BUILT_MODULE = REPO / "build" / "push-stream" / "ngx_http_push_stream_module.so"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+# --- rendering nginx/push-stream.conf ------------------------------------------
+
+
+def default_flavour() -> str:
+    """`push_stream` when PUSH_STREAM_SRC names the module source, else `nchan`."""
+    return "push_stream" if os.environ.get("PUSH_STREAM_SRC") else "nchan"
+
+
+def _comment(text: str) -> str:
+    """Ansible's `comment` filter, enough for the template's header."""
+    return "#\n" + "".join(f"# {line}\n" for line in text.splitlines()) + "#"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
+    env.filters["comment"] = _comment
+    return env
+
+
+def role_variables(overrides: dict | None = None) -> dict:
+    """The role's defaults with overrides applied, templated values resolved
+    (as Ansible would) for every variable the nginx template uses."""
+    env = _environment()
+    raw = yaml.safe_load(ROLE_DEFAULTS.read_text())
+    raw["ansible_managed"] = "Rendered by tests/support/push_node.py from nginx/push-stream.conf"
+    raw.update(overrides or {})
+    resolved: dict = {}
+
+    def resolve(name: str):
+        if name not in resolved:
+            value = raw[name]
+            if isinstance(value, str) and "{" in value:
+                names = jinja2.meta.find_undeclared_variables(env.parse(value))
+                value = env.from_string(value).render({n: resolve(n) for n in names if n in raw})
+            resolved[name] = value
+        return resolved[name]
+
+    needed = jinja2.meta.find_undeclared_variables(env.parse(TEMPLATE.read_text()))
+    return {name: resolve(name) for name in needed}
+
+
+def render_config(overrides: dict | None = None) -> str:
+    """nginx/push-stream.conf rendered with the role's defaults plus overrides."""
+    return _environment().from_string(TEMPLATE.read_text()).render(role_variables(overrides))
+
+
+def local_overrides(directory: Path, flavour: str, port: int, host: str = "127.0.0.1") -> dict:
+    """Settings that let nginx run from `directory` on a loopback port, unprivileged
+    paths only, small enough for this machine's open-files limit."""
+    running_as = pwd.getpwuid(os.geteuid()).pw_name
+    return {
+        "push_stream_flavour": flavour,
+        "push_stream_module_path": str(BUILT_MODULE),
+        # Workers run as whoever runs the tests (as root: root, so the temp
+        # directory stays readable; unprivileged: nginx cannot switch users anyway).
+        "push_stream_user": running_as if os.geteuid() == 0 else "",
+        "push_stream_worker_processes": 2,
+        "push_stream_worker_connections": 4096,
+        "push_stream_worker_rlimit_nofile": 8192,
+        "push_stream_pid_path": str(directory / "nginx.pid"),
+        "push_stream_error_log": f"{directory / 'error.log'} info",
+        "push_stream_access_log": str(directory / "access.log"),
+        "push_stream_temp_path": str(directory / "tmp"),
+        "push_stream_docroot": str(directory / "www"),
+        "push_stream_listen": [f"{host}:{port}"],
+        "push_stream_listen_backlog": 511,
+        "push_stream_shared_memory_size": "32m",
+        "push_stream_ping_interval": 10,
+    }
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+# --- the node ------------------------------------------------------------------
+
+
+class PushNode:
+    """nginx serving the push node contract on `host:port` from a temp directory."""
+
+    def __init__(
+        self,
+        flavour: str | None = None,
+        overrides: dict | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ):
+        self.flavour = flavour or default_flavour()
+        if self.flavour == "push_stream" and not BUILT_MODULE.exists():
+            raise RuntimeError(f"{BUILT_MODULE} is missing: run `make push-stream-module`")
+        self.host = host
+        self.port = port or free_port(host)
+        self.directory = Path(tempfile.mkdtemp(prefix=f"push-node-{self.flavour}-"))
+        self.overrides = {**local_overrides(self.directory, self.flavour, self.port, host)}
+        self.overrides.update(overrides or {})
+        self.config_path = self.directory / "nginx.conf"
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The nginx master's process id while running."""
+        return self._process.pid if self._process and self._process.poll() is None else None
+
+    @property
+    def error_log(self) -> str:
+        path = self.directory / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def write_config(self) -> Path:
+        (self.directory / "tmp").mkdir(exist_ok=True)
+        (self.directory / "www").mkdir(exist_ok=True)
+        self.config_path.write_text(render_config(self.overrides))
+        return self.config_path
+
+    def check_config(self) -> None:
+        """`nginx -t` on the rendered config; raises with nginx's message."""
+        self.write_config()
+        self._nginx("-t")
+
+    def start(self, timeout: float = 20) -> PushNode:
+        self.check_config()
+        self._process = subprocess.Popen(
+            [NGINX, "-p", str(self.directory), "-c", str(self.config_path), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"nginx exited: {self._process.stderr.read().decode()}")
+            try:
+                if self.request("GET", "/health", timeout=1)[0] == 200:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx did not answer on {self.base_url}:\n{self.error_log}")
+
+    def stop(self, timeout: float = 20) -> None:
+        """Fast shutdown (SIGTERM): subscribers are disconnected, the store is lost."""
+        if self._process and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._process and self._process.stderr:
+            self._process.stderr.close()
+        self._process = None
+
+    def restart(self) -> PushNode:
+        self.stop()
+        return self.start()
+
+    def reload(self) -> None:
+        """Re-read the (re-rendered) config without dropping the master (SIGHUP)."""
+        self.check_config()
+        os.kill(self.pid, signal.SIGHUP)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> PushNode:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def _nginx(self, *args: str) -> None:
+        done = subprocess.run(
+            [NGINX, "-p", str(self.directory), "-c", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"nginx {' '.join(args)} failed:\n{done.stderr}")
+
+    # --- plain HTTP ---------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        headers: dict | None = None,
+        timeout: float = 10,
+        source: str | None = None,
+    ) -> tuple[int, dict, bytes]:
+        """One request; returns (status, headers, body). `source` binds the client
+        to that local address (e.g. 127.0.0.2 to be a disallowed publisher)."""
+        conn = self._connection(timeout, source)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def _connection(self, timeout: float, source: str | None) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(
+            self.host, self.port, timeout=timeout, source_address=(source, 0) if source else None
+        )
+
+    def publish(self, channel: str, text: str, event_id: str | None = None, source: str | None = None) -> int:
+        """POST /pub?id=<channel>; returns the HTTP status (200/201/202 = stored)."""
+        headers = {"Content-Type": "text/plain"}
+        if event_id is not None:
+            headers["Event-ID"] = event_id
+        return self.request("POST", f"/pub?id={channel}", text, headers, source=source)[0]
+
+    def subscribers(self, channel: str) -> int:
+        """Subscribers connected to `channel` now (0 for an unknown channel)."""
+        if self.flavour == "push_stream":
+            status, _, body = self.request("GET", f"/channels-stats?id={channel}")
+        else:  # nchan: a GET on the publisher location describes the channel
+            status, _, body = self.request(
+                "GET", f"/pub?id={channel}", headers={"Accept": "application/json"}
+            )
+        if status == 404:
+            return 0
+        if status != 200:
+            raise RuntimeError(f"channel stats for {channel}: HTTP {status} {body!r}")
+        return int(json.loads(body)["subscribers"])
+
+    def wait_for_subscribers(self, channel: str, count: int = 1, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while self.subscribers(channel) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {count} subscribers on {channel}")
+            time.sleep(0.05)
+
+    # --- subscribers ------------------------------------------------------------------
+
+    def events(
+        self,
+        channel: str,
+        last_event_id: str | None = None,
+        timeout: float = 10,
+        headers: dict | None = None,
+    ) -> EventStream:
+        """An open EventSource subscription to /ev/<channel>."""
+        return EventStream(self, channel, last_event_id, timeout, headers)
+
+    def long_poll(
+        self, channel: str, headers: dict | None = None, timeout: float = 15
+    ) -> tuple[int, dict, bytes]:
+        """One long-poll request on /lp/<channel>: blocks until a message or timeout."""
+        return self.request("GET", f"/lp/{channel}", headers=headers, timeout=timeout)
+
+    def long_poll_in_background(self, channel: str, timeout: float = 15) -> Background:
+        """Start a long-poll, wait until the node counts it, return its handle."""
+        poll = Background(lambda: self.long_poll(channel, timeout=timeout))
+        self.wait_for_subscribers(channel)
+        return poll
+
+    def websocket(self, channel: str, timeout: float = 10) -> WebSocket:
+        """An open WebSocket subscription to /ws/<channel>."""
+        return WebSocket(self, channel, timeout)
+
+
+# --- protocol clients (stdlib only) -------------------------------------------------
+
+
+@dataclass
+class Event:
+    id: str | None
+    data: str
+    event: str | None = None
+
+
+class EventStream:
+    """A minimal EventSource client: `next_event()` returns the next Event."""
+
+    def __init__(
+        self,
+        node: PushNode,
+        channel: str,
+        last_event_id: str | None,
+        timeout: float,
+        headers: dict | None = None,
+    ):
+        self.node = node
+        self.channel = channel
+        headers = {"Accept": "text/event-stream", **(headers or {})}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        self._conn = node._connection(timeout, None)
+        self._conn.request("GET", f"/ev/{channel}", headers=headers)
+        self.response = self._conn.getresponse()
+        if self.response.status != 200:
+            raise RuntimeError(f"/ev/{channel}: HTTP {self.response.status}")
+        self.headers = dict(self.response.getheaders())
+
+    def next_event(self) -> Event:
+        """Blocks until an event with data arrives; comments and pings are skipped.
+        Raises TimeoutError (socket timeout) when none comes."""
+        fields: dict[str, list[str]] = {}
+        while True:
+            line = self.response.readline()
+            if not line:
+                raise ConnectionError(f"/ev/{self.channel} closed")
+            line = line.decode().rstrip("\r\n")
+            if line == "":
+                if "data" in fields:
+                    ids = fields.get("id")
+                    names = fields.get("event")
+                    return Event(
+                        ids[-1] if ids else None,
+                        "\n".join(fields["data"]),
+                        names[-1] if names else None,
+                    )
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class WebSocket:
+    """A minimal WebSocket client that reads text frames: `receive()`."""
+
+    def __init__(self, node: PushNode, channel: str, timeout: float):
+        self.sock = socket.create_connection((node.host, node.port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET /ws/{channel} HTTP/1.1\r\nHost: {node.host}:{node.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        self._buffer = b""
+        head = self._read_until(b"\r\n\r\n").decode(errors="replace")
+        if " 101 " not in head.split("\r\n", 1)[0]:
+            raise RuntimeError(f"/ws/{channel}: no upgrade: {head!r}")
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self._buffer:
+            self._fill()
+        head, _, self._buffer = self._buffer.partition(marker)
+        return head
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("websocket closed")
+        self._buffer += chunk
+
+    def _take(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            self._fill()
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def receive(self) -> str:
+        """The next text message; pings and other control frames are skipped."""
+        while True:
+            first, second = self._take(2)
+            opcode, length = first & 0x0F, second & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", self._take(2))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", self._take(8))
+            mask = self._take(4) if second & 0x80 else b""
+            payload = self._take(length)
+            if mask:
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            if opcode == 0x8:
+                raise ConnectionError("websocket closed by the server")
+            if opcode == 0x1:
+                return payload.decode()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> WebSocket:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Background:
+    """Runs a blocking call in a thread; `result()` waits for and returns it."""
+
+    def __init__(self, call):
+        self._result = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call) -> None:
+        try:
+            self._result = call()
+        except BaseException as error:  # handed to the caller of result()
+            self._error = error
+
+    def result(self, timeout: float = 30):
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("background call still running")
+        if self._error:
+            raise self._error
+        return self._result
