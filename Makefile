@@ -80,6 +80,13 @@ lint-units: deps
 package-test: repo
 	tests/package/test-package.sh
 
+## --- bench ------------------------------------------------------------------
+# Benchmarks, not tests: one glue process's throughput as ratios to wrk and to a
+# seed-style loop, enqueue -> EventSource latency, RSS with 10,000 jobs in
+# flight; printed and saved to bench/results/ (see bench/glue_bench.py).
+bench: deps push-stream-module
+	$(PY) bench/glue_bench.py
+
 ## --- lint-nginx -------------------------------------------------------------
 # nginx -t on nginx/push-stream.conf rendered for both flavours (push_stream
 # only when `make push-stream-module` has built the module).
