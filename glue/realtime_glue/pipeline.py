@@ -63,6 +63,9 @@ def build_pipeline(
             # A validate stage after anonymize checks that the dropped fields are gone.
             dropped = options.get("anonymize", {}).get("drop", DEFAULT_DROP)
             stage_options["forbid_fields"] = [p.split(".")[-1] for p in dropped if isinstance(p, str)]
+        if stage_name == "validate" and "wildcard_prefix" in options.get("json", {}):
+            # Check channels against the same wildcard prefix the json stage was told of.
+            stage_options.setdefault("wildcard_prefix", options["json"]["wildcard_prefix"])
         try:
             stages.append(cls(stage_options, context))
         except ConfigError as exc:

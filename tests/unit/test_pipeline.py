@@ -121,3 +121,14 @@ def test_bad_stage_options_name_the_key(stages, options, key, context):
         build_pipeline("p", stages, options, context)
     assert info.value.key == key
     assert str(info.value).startswith(f"{key}: ")
+
+
+def test_validate_checks_channels_with_the_json_stages_wildcard_prefix(context):
+    options = {"json": {"wildcard_prefix": "wild_"}}
+    pipeline = build_pipeline("p", ["json", "format", "validate"], options, context)
+    # broad_ is an ordinary channel when the node's wildcard prefix is wild_ ...
+    out = pipeline.run(job(channel="broad_news", data=1))
+    assert json.loads(out.body)["channel"] == "broad_news"
+    # ... and wild_ channels are refused.
+    with pytest.raises(Reject, match="wildcard prefix 'wild_'"):
+        pipeline.run(job(channel="wild_news", data=1))

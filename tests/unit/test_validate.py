@@ -60,3 +60,9 @@ def test_body_must_be_json(context):
 def test_channel_is_checked_again(context):
     with pytest.raises(Reject, match="validate: channel 'ALL' is reserved"):
         Validate({}, context).process(message(channel="ALL"))
+
+
+def test_wildcard_prefix_is_an_option(context):
+    with pytest.raises(Reject, match="wildcard prefix 'broad_'"):
+        Validate({}, context).process(message(channel="broad_news"))
+    assert Validate({"wildcard_prefix": ""}, context).process(message(channel="broad_news"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from ..channels import channel_problem
+from ..channels import DEFAULT_WILDCARD_PREFIX, channel_problem
 from ..message import Message, Reject
 from . import Stage
 
@@ -23,12 +23,13 @@ class Validate(Stage):
         self.forbid_fields = set(self.string_list("forbid_fields", []))
         self.require_fields = self.string_list("require_fields", [])
         self.require_encrypted = self.option("require_encrypted", bool, False)
+        self.wildcard_prefix = self.option("wildcard_prefix", str, DEFAULT_WILDCARD_PREFIX)
         self.max_body_bytes = self.option(
             "max_body_bytes", int, DEFAULT_MAX_BODY_BYTES, lambda v: v > 0, "must be positive"
         )
 
     def process(self, message: Message) -> Message:
-        problem = channel_problem(message.channel)
+        problem = channel_problem(message.channel, self.wildcard_prefix)
         if problem:
             raise Reject(f"validate: {problem}")
         found = _find_fields(message.data, self.forbid_fields)
