@@ -1,0 +1,258 @@
+"""The http stage: every node gets each message; a failing node's messages wait in its backlog.
+
+The nodes are fakes, or (for the POST itself) a tiny gevent WSGI server on loopback; the backlog
+feed is an in-memory fake (the Redis feed is tested with a real redis-server elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import gevent
+import pytest
+from conftest import message
+from gevent.pywsgi import WSGIServer
+
+from realtime_glue.message import Reject
+from realtime_glue.publishers.backlog import NodeBacklog
+from realtime_glue.publishers.http import HttpPublish
+from realtime_glue.publishers.push_node import PublishFailed, PushNode
+from realtime_glue.stages.format import Format
+
+
+class FakeNode:
+    """Looks like a PushNode: records what it was sent, or fails while `failing`."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.received = []
+        self.attempts = 0
+        self.failing = False
+        self.closed = False
+
+    def publish(self, channel, event_id, body):
+        self.attempts += 1
+        gevent.sleep(0)  # a real POST yields to the other nodes' greenlets
+        if self.failing:
+            raise PublishFailed(f"{self.label}: ConnectionRefusedError")
+        self.received.append((channel, event_id, body))
+
+    def close(self):
+        self.closed = True
+
+
+class FakeJob:
+    def __init__(self, job_id, item):
+        self.id = job_id
+        self.item = item
+
+
+class FakeFeed:
+    """The JobFeed calls NodeBacklog makes, kept in memory in order."""
+
+    def __init__(self):
+        self.ready = []
+        self.claimed = []
+        self.finished = []
+
+    def put(self, item):
+        job_id = f"b{len(self.ready) + len(self.claimed) + len(self.finished)}"
+        self.ready.append(FakeJob(job_id, item))
+        return job_id
+
+    def claim(self, count):
+        jobs, self.ready = self.ready[:count], self.ready[count:]
+        self.claimed.extend(jobs)
+        return jobs
+
+    def finish(self, ids):
+        self.finished.extend(ids)
+        self.claimed = [j for j in self.claimed if j.id not in ids]
+
+    def release(self, ids):
+        back = [j for j in self.claimed if j.id in ids]
+        self.claimed = [j for j in self.claimed if j.id not in ids]
+        self.ready = back + self.ready
+
+    def counts(self):
+        return {"ready": len(self.ready), "claimed": len(self.claimed)}
+
+    def held(self):
+        return [json.loads(job.item) for job in self.ready]
+
+
+@pytest.fixture
+def stage(context):
+    """An http stage with two fake nodes, each with a backlog on a fake feed."""
+    stage = HttpPublish({"nodes": ["http://127.0.0.1:9", "http://127.0.0.2:9"]}, context)
+    for node in stage.nodes:
+        node.close()
+    stage.nodes = [FakeNode("a:80"), FakeNode("b:80")]
+    stage.backlogs = {node.label: NodeBacklog(node, FakeFeed()) for node in stage.nodes}
+    return stage
+
+
+def formatted(context, job_id="j1", channel="news", data=None):
+    return Format({}, context).process(message(job_id=job_id, channel=channel, data=data or {"n": 1}))
+
+
+def test_every_node_gets_the_message_with_the_same_event_id(stage, context):
+    msg = stage.process(formatted(context, job_id="j1"))
+    a, b = stage.nodes
+    assert a.received == b.received == [("news", "j1", msg.body)]
+    assert all(not backlog.down for backlog in stage.backlogs.values())
+
+
+def test_a_failing_node_holds_the_message_and_the_other_still_gets_it(stage, context):
+    a, b = stage.nodes
+    b.failing = True
+    msg = stage.process(formatted(context, job_id="j1"))  # no exception: the job is done
+    assert a.received == [("news", "j1", msg.body)]
+    assert b.received == []
+    backlog = stage.backlogs["b:80"]
+    assert backlog.down
+    assert backlog.feed.held() == [{"channel": "news", "event_id": "j1", "body": msg.body.decode()}]
+    assert backlog.depth() == 1
+    assert stage.backlogs["a:80"].feed.held() == []
+
+
+def test_while_a_node_is_down_new_messages_queue_behind_its_backlog(stage, context):
+    a, b = stage.nodes
+    b.failing = True
+    stage.process(formatted(context, job_id="j1"))
+    b.failing = False  # the node is back, but held messages must go first
+    stage.process(formatted(context, job_id="j2"))
+    assert b.attempts == 1
+    assert [r["event_id"] for r in stage.backlogs["b:80"].feed.held()] == ["j1", "j2"]
+    assert [event_id for _, event_id, _ in a.received] == ["j1", "j2"]
+
+
+def test_the_backlog_delivers_in_order_once_the_node_is_back(stage, context):
+    b = stage.nodes[1]
+    b.failing = True
+    for n in range(3):
+        stage.process(formatted(context, job_id=f"j{n}"))
+    backlog = stage.backlogs["b:80"]
+    with pytest.raises(PublishFailed):
+        backlog.drain_once()
+    assert backlog.depth() == 3  # nothing lost on a failed retry
+    b.failing = False
+    assert backlog.drain_once() == 3
+    assert [event_id for _, event_id, _ in b.received] == ["j0", "j1", "j2"]
+    assert backlog.depth() == 0
+    assert backlog.drain_once() == 0
+
+
+def test_without_backlogs_a_node_failure_fails_the_job(stage, context):
+    stage.backlogs = {}
+    stage.nodes[1].failing = True
+    with pytest.raises(PublishFailed, match="b:80"):
+        stage.process(formatted(context))
+    assert stage.nodes[0].received  # the healthy node still got it
+
+
+def test_a_message_without_body_is_rejected(stage):
+    with pytest.raises(Reject, match="put a format stage before http"):
+        stage.process(message())
+    assert stage.nodes[0].attempts == 0
+
+
+def test_close_closes_the_nodes(stage):
+    stage.close()
+    assert all(node.closed for node in stage.nodes)
+
+
+# --- the POST itself, against a local WSGI server ------------------------------------
+
+
+@pytest.fixture
+def server():
+    """A push node publisher endpoint on loopback; `status` is what it answers."""
+    requests = []
+    state = {"status": "201 Created"}
+
+    def app(environ, start_response):
+        body = environ["wsgi.input"].read()
+        requests.append(
+            {
+                "method": environ["REQUEST_METHOD"],
+                "path": environ["PATH_INFO"],
+                "query": environ["QUERY_STRING"],
+                "event_id": environ.get("HTTP_EVENT_ID"),
+                "body": body,
+            }
+        )
+        start_response(state["status"], [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    wsgi = WSGIServer(("127.0.0.1", 0), app, log=None, error_log=None)
+    wsgi.start()
+    yield f"http://127.0.0.1:{wsgi.server_port}", requests, state
+    wsgi.stop()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_push_node_posts_to_pub_with_event_id(server):
+    url, requests, _ = server
+    node = PushNode(url + "/prefix/", timeout=5)
+    try:
+        node.publish("room:1@x", "j7", b'{"id":"j7"}')
+    finally:
+        node.close()
+    assert requests == [
+        {
+            "method": "POST",
+            "path": "/prefix/pub",
+            "query": "id=room%3A1%40x",
+            "event_id": "j7",
+            "body": b'{"id":"j7"}',
+        }
+    ]
+
+
+def test_push_node_refusal_is_a_publish_failure(server):
+    url, _, state = server
+    state["status"] = "403 Forbidden"
+    node = PushNode(url, timeout=5)
+    try:
+        with pytest.raises(PublishFailed, match=r"127\.0\.0\.1:\d+: HTTP 403"):
+            node.publish("c", "j1", b"{}")
+    finally:
+        node.close()
+
+
+def test_push_node_unreachable_is_a_publish_failure():
+    node = PushNode(closed_port_url(), timeout=5)
+    try:
+        with pytest.raises(PublishFailed, match=r"127\.0\.0\.1:\d+: "):
+            node.publish("c", "j1", b"{}")
+    finally:
+        node.close()
+
+
+def test_push_node_rejects_bad_urls():
+    with pytest.raises(ValueError, match="http"):
+        PushNode("ftp://example")
+
+
+def test_http_stage_with_one_node_down_over_real_sockets(server, context):
+    """Real PushNodes: the live node stores the message, the dead one's copy is held."""
+    url, requests, _ = server
+    dead = closed_port_url()
+    stage = HttpPublish({"nodes": [url, dead], "timeout": 5.0}, context)
+    stage.backlogs = {node.label: NodeBacklog(node, FakeFeed()) for node in stage.nodes}
+    try:
+        msg = stage.process(formatted(context, job_id="j1", channel="live"))
+    finally:
+        stage.close()
+    assert [(r["query"], r["event_id"], r["body"]) for r in requests] == [("id=live", "j1", msg.body)]
+    held = stage.backlogs[PushNode.label_of(dead)].feed.held()
+    assert held == [{"channel": "live", "event_id": "j1", "body": msg.body.decode()}]
+    assert stage.backlogs[PushNode.label_of(url)].feed.held() == []
