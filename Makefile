@@ -92,3 +92,23 @@ bench: deps push-stream-module
 # only when `make push-stream-module` has built the module).
 lint-nginx: deps
 	$(PY) tests/scripts/lint-nginx.py
+
+## --- base-image ---------------------------------------------------------------
+# realtime-glue/systemd:bookworm, the systemd container image molecule and the
+# package test boot (debootstrap + docker import; cached: skipped when the
+# image exists, root fs tarball kept in build/base-image/). Starts the docker
+# engine if none answers (`tests/scripts/docker-engine.sh stop` stops it).
+base-image:
+	tests/scripts/docker-engine.sh start
+	tests/image/build-base.sh
+
+## --- molecule -----------------------------------------------------------------
+# `molecule test` for every ansible/roles/*/molecule/* scenario, timed, with the
+# shared base config .config/molecule/config.yml. ROLES="redis" limits the run.
+molecule: deps base-image
+	ROLES="$(ROLES)" tests/scripts/molecule-all.sh
+
+## --- lint-ansible -------------------------------------------------------------
+# ansible-lint, production profile (.ansible-lint), over ansible/.
+lint-ansible: deps
+	ansible-lint ansible/
