@@ -15,6 +15,7 @@ import logging
 import time
 
 import gevent
+from gevent.lock import BoundedSemaphore
 from gevent.pool import Pool
 
 from .actor import Actor
@@ -34,9 +35,10 @@ def _backoff(attempt: int, cap: float = 5.0) -> float:
 class Finisher(Actor):
     """Finishes jobs in batches: whatever piled up while the last batch was in flight."""
 
-    def __init__(self, feed: JobFeed, metrics=None, notify: bool = True):
+    def __init__(self, feed: JobFeed, metrics=None, notify: bool = True, on_finished=None):
         super().__init__(name="finisher")
         self.feed = feed
+        self.on_finished = on_finished
         self.metrics = metrics
         # Thoonk listeners learn of each finish on job.finish:<feed> ("<id>\0published").
         self.notify = notify
@@ -58,6 +60,8 @@ class Finisher(Actor):
                 gevent.sleep(_backoff(attempt))
                 attempt += 1
         self.pending -= len(batch)
+        if self.on_finished is not None:
+            self.on_finished(len(batch))
         if self.metrics is not None:
             self.metrics.processed.inc(len(batch))
 
@@ -87,8 +91,13 @@ class PipelineWorker:
         self.max_failures = max_failures
         self.mirror = mirror
         self.metrics = metrics
-        self.pool = Pool(concurrency)
-        self.finisher = Finisher(feed, metrics, notify=finish_notices)
+        # A slot is held from claim until the job's finish (or stall, or
+        # cancel) is written to Redis, so at most `concurrency` jobs are ever
+        # claimed by this worker and not yet finished: that bounds the
+        # duplicates a crash can cause.
+        self.slots = BoundedSemaphore(concurrency)
+        self.pool = Pool()
+        self.finisher = Finisher(feed, metrics, notify=finish_notices, on_finished=self._free_slots)
         self.in_flight: dict[str, gevent.Greenlet] = {}
         self.stopping = False
         self._loop: gevent.Greenlet | None = None
@@ -100,21 +109,23 @@ class PipelineWorker:
     def claim_loop(self) -> None:
         attempt = 0
         while not self.stopping:
-            free = self.pool.free_count()
-            if free == 0:
-                self.pool.wait_available(timeout=1.0)
+            if not self.slots.acquire(timeout=1.0):
                 continue
+            free = 1
+            while free < self.claim_batch and self.slots.acquire(blocking=False):
+                free += 1
             try:
-                jobs = self.feed.claim(min(free, self.claim_batch), mirror=self.mirror)
-                if not jobs:
-                    self.feed.wait_for_jobs(timeout=1.0)
-                    attempt = 0
-                    continue
+                jobs = self.feed.claim(free, mirror=self.mirror)
             except Exception as exc:
+                self._free_slots(free)
                 delay = _backoff(attempt)
                 log.warning("cannot claim from feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)
                 gevent.sleep(delay)
                 attempt += 1
+                continue
+            self._free_slots(free - len(jobs))
+            if not jobs:
+                self._wait_for_jobs()
                 continue
             attempt = 0
             for job in jobs:
@@ -125,20 +136,35 @@ class PipelineWorker:
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.in_flight))
 
+    def _free_slots(self, count: int) -> None:
+        for _ in range(count):
+            self.slots.release()
+
+    def _wait_for_jobs(self) -> None:
+        try:
+            self.feed.wait_for_jobs(timeout=1.0)
+        except Exception as exc:
+            log.warning("cannot wait on feed %s (%s)", self.feed.name, exc)
+            gevent.sleep(1.0)
+
     def process(self, job: ClaimedJob) -> None:
         try:
             self.pipeline.run(Message(job_id=job.id, raw=job.item, failures=job.failures))
         except Reject as exc:
+            self.in_flight.pop(job.id, None)
             self._stall(job, str(exc))
+            self._free_slots(1)
         except gevent.GreenletExit:
+            self.in_flight.pop(job.id, None)  # stop() gives it back and frees nothing
             raise
         except Exception as exc:
+            self.in_flight.pop(job.id, None)
             reason = str(exc) if isinstance(exc, TransientFailure) else f"{type(exc).__name__}: {exc}"
             self._fail(job, reason)
+            self._free_slots(1)
         else:
-            self.finisher.send(job.id)
-        finally:
             self.in_flight.pop(job.id, None)
+            self.finisher.send(job.id)
 
     def _stall(self, job: ClaimedJob, reason: str) -> None:
         log.warning("job %s stalled: %s", job.id, reason)

@@ -1,0 +1,199 @@
+"""Fault tests with real processes: kill -9 the glue, stop nginx, restart Redis. Nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from realtime_glue.jobqueue import JobFeed
+from support.glue_process import GlueProcess, feed_counts, wait_until, write_config
+
+CONCURRENCY = 32
+
+
+@pytest.fixture
+def workdir():
+    return Path(tempfile.mkdtemp(prefix="glue-faults-"))
+
+
+class Collector:
+    """An EventSource subscriber in a thread that, like a browser, reconnects with
+    Last-Event-ID when its node goes away."""
+
+    def __init__(self, node, channel: str):
+        self.node = node
+        self.channel = channel
+        self.ids: list[str] = []
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+        self.last_event_id: str | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with self.node.events(self.channel, self.last_event_id, timeout=60) as events:
+                    self.connected.set()
+                    while not self.stop.is_set():
+                        event = events.next_event()
+                        self.ids.append(json.loads(event.data)["id"])
+                        self.last_event_id = event.id
+            except Exception:
+                self.connected.clear()
+                time.sleep(0.1)
+
+    def unique(self) -> set[str]:
+        return set(self.ids)
+
+    def close(self) -> None:
+        self.stop.set()  # the thread is a daemon: it ends with its stream
+
+
+def pipeline_toml(max_failures: int = 5) -> str:
+    return f'[pipelines.comments]\npreset = "json-anon-http"\nconcurrency = {CONCURRENCY}\n'
+
+
+def comment(n: int, channel: str = "faults") -> str:
+    return json.dumps({"channel": channel, "event": "comment", "data": {"n": n}})
+
+
+def test_kill_9_twenty_times_while_publishing_10000_jobs_loses_none(workdir, redis_server, push_node):
+    # Each kill counts as a failure of the jobs in flight; allow enough that none is stalled.
+    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml(), extra="")
+    config.write_text(config.read_text().replace("max_failures = 5", "max_failures = 100"))
+    feed = JobFeed(redis_server.client(), "comments")
+    collector = Collector(push_node, "faults")
+    push_node.wait_for_subscribers("faults")
+    expected: list[str] = []
+
+    def produce():
+        for start in range(0, 10_000, 250):
+            expected.extend(feed.put_many([comment(n) for n in range(start, start + 250)]))
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    glue = GlueProcess(config, "comments")
+    rng = random.Random(7)
+    for _ in range(20):
+        glue.start()
+        time.sleep(rng.uniform(0.1, 0.5))
+        os.kill(glue.process.pid, signal.SIGKILL)
+        glue.process.wait(10)
+        glue.process = None
+    producer.join()
+    glue.start()
+    try:
+        wait_until(lambda: len(collector.unique()) >= 10_000, timeout=120, interval=0.2, what="all messages")
+    finally:
+        glue.terminate()
+        collector.close()
+    assert collector.unique() == set(expected)
+    duplicates = len(collector.ids) - len(collector.unique())
+    print(f"10000 jobs, 20 kills: {duplicates} duplicate deliveries (bound {20 * CONCURRENCY})")
+    assert duplicates <= 20 * CONCURRENCY
+    counts = feed_counts(redis_server.client(), "comments")
+    assert counts["claimed"] == 0 and counts["stalled"] == 0 and counts["ready"] == 0
+
+
+def test_a_hung_push_node_for_10s_backlogs_then_delivers_everything(workdir, redis_server, push_node):
+    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    glue = GlueProcess(config, "comments").start()
+    feed = JobFeed(redis_server.client(), "comments")
+    collector = Collector(push_node, "faults")
+    push_node.wait_for_subscribers("faults")
+    try:
+        before = feed.put_many([comment(n) for n in range(100)])
+        wait_until(lambda: len(collector.unique()) == 100, 20, what="first 100")
+        os.kill(push_node.pid, signal.SIGSTOP)  # the node hangs: no answer, no refusal
+        for pid in _worker_pids(push_node.pid):
+            os.kill(pid, signal.SIGSTOP)
+        during = []
+        for n in range(100, 300, 20):
+            during += feed.put_many([comment(i) for i in range(n, n + 20)])
+            time.sleep(1)
+        # Every job finished: its message is held in the node's backlog, in Redis.
+        wait_until(lambda: feed_counts(redis_server.client(), "comments")["finishes"] == 300, 30)
+        status = json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]
+        held = status["backlog"][f"127.0.0.1:{push_node.port}"]
+        print(f"held in the backlog while the node hung: {held}")
+        assert held > 0
+        for pid in [push_node.pid, *_worker_pids(push_node.pid)]:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: len(collector.unique()) == 300, 60, interval=0.2, what="backlog drained")
+        assert collector.unique() == set(before + during)
+        wait_until(
+            lambda: (
+                json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]["backlog"]
+                == {f"127.0.0.1:{push_node.port}": 0}
+            ),
+            30,
+            what="empty backlog",
+        )
+    finally:
+        glue.terminate()
+        collector.close()
+
+
+def test_a_stopped_push_node_gets_its_backlog_when_it_returns(workdir, redis_server, push_node):
+    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    glue = GlueProcess(config, "comments").start()
+    feed = JobFeed(redis_server.client(), "comments")
+    node_label = f"127.0.0.1:{push_node.port}"
+
+    def backlog_depth():
+        return json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]["backlog"][node_label]
+
+    try:
+        push_node.stop()
+        feed.put_many([comment(n, channel="outage") for n in range(15)])
+        wait_until(lambda: backlog_depth() == 15, 30, what="15 messages in the backlog")
+        time.sleep(10)  # the node stays down for 10 s; nothing moves, nothing is lost
+        assert backlog_depth() == 15
+        push_node.start()
+        wait_until(lambda: backlog_depth() == 0, 60, interval=0.5, what="backlog drained")
+        assert _stored_messages(push_node, "outage") == 15
+    finally:
+        glue.terminate()
+
+
+def test_redis_restart_with_aof_the_glue_reconnects_and_carries_on(workdir, redis_aof, push_node):
+    config = write_config(workdir, redis_aof.url, [push_node.base_url], pipeline_toml())
+    glue = GlueProcess(config, "comments").start()
+    collector = Collector(push_node, "faults")
+    push_node.wait_for_subscribers("faults")
+    try:
+        first = JobFeed(redis_aof.client(), "comments").put_many([comment(n) for n in range(50)])
+        wait_until(lambda: len(collector.unique()) == 50, 20)
+        redis_aof.stop()
+        time.sleep(2)
+        redis_aof.start()
+        second = JobFeed(redis_aof.client(), "comments").put_many([comment(n) for n in range(50, 100)])
+        wait_until(lambda: len(collector.unique()) == 100, 60, interval=0.2, what="jobs after the restart")
+        assert collector.unique() == set(first + second)
+        assert glue.alive()
+    finally:
+        glue.terminate()
+        collector.close()
+
+
+def _worker_pids(master_pid: int) -> list[int]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def _stored_messages(node, channel: str) -> int:
+    if node.flavour == "push_stream":
+        status, _, body = node.request("GET", f"/channels-stats?id={channel}")
+        return int(json.loads(body)["published_messages"])
+    status, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
+    return int(json.loads(body)["messages"])
