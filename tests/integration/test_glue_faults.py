@@ -58,7 +58,7 @@ class Collector:
         self.stop.set()  # the thread is a daemon: it ends with its stream
 
 
-def pipeline_toml(max_failures: int = 5) -> str:
+def pipeline_toml() -> str:
     return f'[pipelines.comments]\npreset = "json-anon-http"\nconcurrency = {CONCURRENCY}\n'
 
 
@@ -193,7 +193,7 @@ def _worker_pids(master_pid: int) -> list[int]:
 
 def _stored_messages(node, channel: str) -> int:
     if node.flavour == "push_stream":
-        status, _, body = node.request("GET", f"/channels-stats?id={channel}")
+        _, _, body = node.request("GET", f"/channels-stats?id={channel}")
         return int(json.loads(body)["published_messages"])
-    status, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
+    _, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
     return int(json.loads(body)["messages"])
