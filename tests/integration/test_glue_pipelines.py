@@ -191,3 +191,49 @@ def test_sigterm_finishes_in_flight_jobs_and_loses_none(workdir, redis_server, p
         wait_until(lambda: feed_counts(redis_server.client(), "comments")["finishes"] == 2000, 30)
     finally:
         glue.terminate()
+
+
+def test_metrics_count_processed_and_stalled_jobs(workdir, redis_server, push_node):
+    import urllib.request
+
+    from support.redis_server import free_port
+
+    port = free_port()
+    config = write_config(
+        workdir, redis_server.url, [push_node.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'
+    )
+    config.write_text(config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{port}"'))
+    glue = GlueProcess(config, "comments").start()
+    try:
+        glue.cli("enqueue", "comments", input="\n".join([comment(), comment(), "broken"]))
+        wait_until(lambda: feed_counts(redis_server.client(), "comments")["finishes"] == 2, 10)
+
+        def metric(name):
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            for line in text.splitlines():
+                if line.startswith(name + "{") or line.startswith(name + " "):
+                    return float(line.rsplit(" ", 1)[1])
+            return None
+
+        wait_until(lambda: metric("glue_jobs_stalled_total") == 1.0, 10, what="stalled metric")
+        assert metric("glue_jobs_processed_total") == 2.0
+        assert metric("glue_publish_seconds_count") == 2.0
+    finally:
+        glue.terminate()
+
+
+def test_retry_puts_stalled_jobs_back_and_run_names_an_unknown_pipeline(workdir, redis_server, push_node):
+    glue = run_glue(workdir, redis_server, [push_node], '[pipelines.comments]\npreset = "json-anon-http"\n')
+    try:
+        job_id = glue.cli("enqueue", "comments", "{oops").stdout.strip()
+        wait_until(lambda: feed_counts(redis_server.client(), "comments")["stalled"] == 1, 10)
+        # Fix the payload in place (as an operator might), then retry it.
+        redis_server.client().hset("feed.items:comments", job_id, comment())
+        assert glue.cli("retry", "comments", "--all").returncode == 0
+        wait_until(lambda: feed_counts(redis_server.client(), "comments")["finishes"] == 1, 10)
+        assert feed_counts(redis_server.client(), "comments")["stalled"] == 0
+    finally:
+        glue.terminate()
+    unknown = glue.cli("run", "nope")
+    assert unknown.returncode == 2
+    assert "pipelines.nope" in unknown.stderr
