@@ -90,8 +90,15 @@ class NodeBacklog(Actor):
         delivered = []
         try:
             for job in jobs:
-                record = json.loads(job.item)
-                self.node.publish(record["channel"], record["event_id"], record["body"].encode())
+                try:
+                    record = json.loads(job.item)
+                    channel, event_id, body = record["channel"], record["event_id"], record["body"].encode()
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    # Not written by us: keep it for an operator, never retry it forever.
+                    self.feed.stall(job.id, f"backlog record is unreadable: {type(exc).__name__}: {exc}")
+                    delivered.append(job.id)
+                    continue
+                self.node.publish(channel, event_id, body)
                 delivered.append(job.id)
         finally:
             self.feed.finish(delivered)
