@@ -71,6 +71,9 @@ APT
     chroot "$rootfs" apt-get clean
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
         "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/tmp/*
+    # The package lists are gone: make them look ancient, so that Ansible's
+    # `apt: cache_valid_time=...` updates them instead of trusting the image.
+    touch -d @0 "$rootfs/var/lib/apt/lists"
 
     rm -f "$cache"/rootfs-$suite-*.tar
     tar --numeric-owner -C "$rootfs" -cf "$tarball.part" .
