@@ -185,6 +185,21 @@ in_ct systemctl start glue-restart@comments.service
     || fail "glue-restart@comments started a pipeline that was not running"
 ok "glue-restart@demo.service restarted glue@demo; glue-restart@comments left a stopped pipeline stopped"
 
+step "upgrade: an operator's config edit survives, running instances restart on the new code"
+in_ct sh -c 'echo "# operator edit kept across upgrades" >>/etc/realtime-glue/glue.toml'
+# The same package under a higher version stands in for the next release.
+in_ct sh -c "dpkg-deb -R /srv/realtime-glue-repo/realtime-glue_${version}_all.deb /tmp/next \
+    && sed -i 's/^Version: .*/Version: ${version}+next/' /tmp/next/DEBIAN/control \
+    && dpkg-deb -b /tmp/next /tmp/realtime-glue-next.deb >/dev/null"
+invocation=$(show InvocationID glue@demo.service)
+in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q /tmp/realtime-glue-next.deb 2>&1 | tail -n 4
+[ "$(in_ct dpkg-query -W -f '${Version}' realtime-glue)" = "${version}+next" ] || fail "upgrade not installed"
+in_ct grep -q 'operator edit kept' /etc/realtime-glue/glue.toml || fail "the config edit was lost in the upgrade"
+[ "$(show InvocationID glue@demo.service)" != "$invocation" ] || fail "glue@demo was not restarted by the upgrade"
+[ "$(in_ct systemctl is-active glue@demo.service)" = active ] || fail "glue@demo not active after the upgrade"
+[ "$(show UnitFileState glue@demo.service)" = enabled ] || fail "glue@demo no longer enabled after the upgrade"
+ok "edit kept, glue@demo restarted (via glue.target) and still enabled"
+
 step "apt-get purge realtime-glue"
 purge_log=$(in_ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q realtime-glue 2>&1) \
     || { echo "$purge_log"; fail "apt-get purge failed"; }

@@ -2,7 +2,7 @@
 # `make lint-units`: the package's systemd units (packaging/debian/units/) must
 # pass `systemd-analyze verify` without a single message, and glue@.service must
 # keep an exposure of 2.0 or less in `systemd-analyze security` (offline mode:
-# this host runs no systemd). Templates are checked as instance "demo";
+# this host runs no systemd). Templates are checked as instance "comments";
 # /usr/bin/realtime-glue is replaced by a stub so the host needs no package.
 # tests/package/ repeats the security check against a live systemd.
 set -euo pipefail
@@ -17,7 +17,7 @@ chmod +x "$work/bin/realtime-glue"
 
 for unit in "$units"/*; do
     name=$(basename "$unit")
-    sed "s|/usr/bin/realtime-glue|$work/bin/realtime-glue|g" "$unit" >"$work/units/${name/@./@demo.}"
+    sed "s|/usr/bin/realtime-glue|$work/bin/realtime-glue|g" "$unit" >"$work/units/${name/@./@comments.}"
 done
 
 failed=0
@@ -33,11 +33,11 @@ for unit in "$work"/units/*; do
 done
 
 # --threshold is out of 100: 20 means an overall exposure of 2.0.
-if out=$(systemd-analyze security --offline=true --threshold=20 "$work/units/glue@demo.service" 2>&1); then
-    echo "ok   security glue@demo.service: $(echo "$out" | grep -o 'exposure level.*')"
+if out=$(systemd-analyze security --offline=true --threshold=20 "$work/units/glue@comments.service" 2>&1); then
+    echo "ok   security glue@comments.service: $(echo "$out" | grep -o 'exposure level.*')"
 else
     echo "$out"
-    echo "FAIL security glue@demo.service: exposure above 2.0"
+    echo "FAIL security glue@comments.service: exposure above 2.0"
     failed=1
 fi
 exit "$failed"
