@@ -7,8 +7,9 @@ when PUSH_STREAM_SRC is set, else Debian's nchan) and the real
 1. throughput of json -> anonymize -> format -> http -> finish over a
    pre-loaded feed, as a ratio to wrk's raw POST rate on the same /pub
    endpoint (target >= 0.25) and to a seed-style blocking loop (target >= 5x);
-2. latency enqueue -> EventSource subscriber at a steady 2,000 msg/s
-   (target p99 <= 10 ms);
+2. latency enqueue -> EventSource subscriber at a steady 2,000 msg/s after
+   a one-second warm-up (target p99 <= 10 ms), next to the push node's own
+   latency (the producer POSTing straight to /pub);
 3. the glue's RSS with 10,000 jobs in flight (a push node that holds every
    request), against the idle glue's.
 
@@ -18,10 +19,12 @@ Results: bench/results/glue-<timestamp>.json and bench/results/latest-glue.json.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -49,6 +52,8 @@ WRK_SECONDS = 5
 SEED_SECONDS = 5
 LATENCY_RATE = 2_000
 LATENCY_SECONDS = 10
+RAW_LATENCY_SECONDS = 5
+WARM_UP_SECONDS = 1
 IN_FLIGHT_JOBS = 10_000
 TARGETS = {
     "throughput_vs_wrk": 0.25,
@@ -122,6 +127,7 @@ class Bench:
                 process.wait(10)
         self.node.cleanup()
         self.redis.cleanup()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def glue(self, name: str, node_url: str, concurrency: int, http: str = "") -> GlueProcess:
         directory = self.workdir / name
@@ -207,50 +213,84 @@ class Bench:
 
     # --- (2) latency ------------------------------------------------------------------
 
-    def latency(self) -> dict:
-        total = LATENCY_RATE * LATENCY_SECONDS
-        glue = self.glue("latency", self.node.base_url, CONCURRENCY)
-        glue.start()
-        out = self.workdir / "latencies.json"
+    def latency(self, via_glue: bool = True, seconds: int = LATENCY_SECONDS) -> dict:
+        """Enqueue -> glue -> push node -> EventSource; with via_glue=False the
+        producer POSTs straight to the node (the push node's own share)."""
+        total = LATENCY_RATE * seconds
+        channel = "latency" if via_glue else "latency-raw"
+        glue = None
+        if via_glue:
+            glue = self.glue("latency", self.node.base_url, CONCURRENCY)
+            glue.start()
+            self._warm_up(glue)
+        out = self.workdir / f"{channel}.json"
+        node = [self.node.host, str(self.node.port)]
         subscriber = subprocess.Popen(
-            [
-                sys.executable,
-                str(BENCH / "subscriber.py"),
-                self.node.host,
-                str(self.node.port),
-                "latency",
-                str(total),
-                "10",
-                str(out),
-            ],
+            [sys.executable, str(BENCH / "subscriber.py"), *node, channel, str(total), "10", str(out)],
             stdout=subprocess.PIPE,
             text=True,
         )
         self.helpers.append(subscriber)
         if subscriber.stdout.readline().strip() != "connected":
             raise RuntimeError("the EventSource subscriber did not connect")
-        self.node.wait_for_subscribers("latency")
-        feed = JobFeed(self.client, "latency")
+        self.node.wait_for_subscribers(channel)
+        if via_glue:
+            feed = JobFeed(self.client, "latency")
+            send = lambda n: feed.put(payload(n, channel, sent=time.time()))  # noqa: E731
+        else:
+            conn = http.client.HTTPConnection(self.node.host, self.node.port, timeout=10)
+            send = lambda n: self._post(conn, channel, n)  # noqa: E731
         started = time.monotonic()
+        cpu = cpu_seconds(glue.process.pid) if glue is not None else 0.0
         for n in range(total):
             pause = started + n / LATENCY_RATE - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            feed.put(payload(n, "latency", sent=time.time()))
+            send(n)
         put_seconds = time.monotonic() - started
         subscriber.wait(60)
-        glue.terminate()
+        if glue is not None:
+            cpu = cpu_seconds(glue.process.pid) - cpu
+            glue.terminate()
         latencies = json.loads(out.read_text())["latencies_ms"]
         if len(latencies) < total:
-            raise RuntimeError(f"the subscriber received {len(latencies)} of {total} messages")
+            raise RuntimeError(f"the subscriber on {channel} received {len(latencies)} of {total} messages")
         return {
             "messages": total,
-            "put_per_second": round(total / put_seconds, 1),
+            "warm_up_seconds": WARM_UP_SECONDS if via_glue else 0,
+            "sent_per_second": round(total / put_seconds, 1),
             "p50_ms": round(statistics.median(latencies), 2),
             "p90_ms": round(percentile(latencies, 0.90), 2),
             "p99_ms": round(percentile(latencies, 0.99), 2),
             "max_ms": round(max(latencies), 2),
+            "glue_cpu_percent": round(100 * cpu / put_seconds, 1) if via_glue else None,
+            "glue_cpu_us_per_job": round(1e6 * cpu / total, 1) if via_glue else None,
         }
+
+    def _warm_up(self, glue: GlueProcess) -> None:
+        """One second at the measured rate on a channel nobody reads: a cold glue
+        stalls 0.1-0.6 s on its first messages, which is start-up, not steady state."""
+        feed = JobFeed(self.client, "latency")
+        started = time.monotonic()
+        for n in range(LATENCY_RATE * WARM_UP_SECONDS):
+            pause = started + n / LATENCY_RATE - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            feed.put(payload(n, "warmup", sent=time.time()))
+        wait_until(
+            lambda: finishes(self.client, "latency") >= LATENCY_RATE * WARM_UP_SECONDS,
+            timeout=60,
+            what="the warm-up jobs to finish",
+        )
+
+    @staticmethod
+    def _post(conn: http.client.HTTPConnection, channel: str, n: int) -> None:
+        body = json.dumps({"id": str(n), "channel": channel, "data": {"n": n, "sent": time.time()}})
+        conn.request("POST", f"/pub?id={channel}", body, {"Event-ID": str(n)})
+        response = conn.getresponse()
+        response.read()
+        if response.status not in (200, 201, 202):
+            raise RuntimeError(f"direct publish answered HTTP {response.status}")
 
     # --- (3) RSS with jobs in flight ------------------------------------------------
 
@@ -314,9 +354,17 @@ def verdicts(results: dict) -> list[dict]:
     return out
 
 
+def _percentiles(lat: dict) -> str:
+    return f"p50 {lat['p50_ms']} ms  p90 {lat['p90_ms']} ms  p99 {lat['p99_ms']} ms  max {lat['max_ms']} ms"
+
+
 def print_report(results: dict) -> None:
     t, lat, rss = results["throughput"], results["latency"], results["rss"]
-    print(f"\npush node flavour: {results['flavour']}  ({results['machine']['cpus']} cpus, loopback)")
+    load = " ".join(f"{x:.1f}" for x in results["load_average_before"])
+    print(
+        f"\npush node flavour: {results['flavour']}  ({results['machine']['cpus']} cpus, loopback,"
+        f" load average before {load}: others' work skews the figures)"
+    )
     rows = [
         ("wrk raw POST /pub?id=bench (1 thread, 16 conn)", f"{t['wrk']['per_second']:,.0f} req/s"),
         ("seed-style loop (BRPOP, requests POST, finish)", f"{t['seed_loop']['per_second']:,.0f} msg/s"),
@@ -325,10 +373,8 @@ def print_report(results: dict) -> None:
             f"{t['glue']['per_second']:,.0f} msg/s  (concurrency {t['glue']['concurrency']},"
             f" glue CPU {t['glue']['glue_cpu_percent']}%, redis CPU {t['glue']['redis_cpu_percent']}%)",
         ),
-        (
-            f"latency enqueue -> EventSource @ {LATENCY_RATE}/s",
-            f"p50 {lat['p50_ms']} ms  p90 {lat['p90_ms']} ms  p99 {lat['p99_ms']} ms  max {lat['max_ms']} ms",
-        ),
+        (f"latency enqueue -> EventSource @ {LATENCY_RATE}/s", _percentiles(lat)),
+        ("  baseline: POST straight to the node", _percentiles(results["latency_push_node_only"])),
         ("glue RSS idle", f"{rss['idle_rss_kib'] / 1024:.1f} MiB"),
         (
             f"glue RSS with {rss['jobs_in_flight']:,} jobs in flight",
@@ -362,6 +408,7 @@ def main() -> int:
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "flavour": bench.node.flavour,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average_before": os.getloadavg(),
     }
     try:
         print(f"(1) wrk {WRK_SECONDS}s ...", flush=True)
@@ -373,10 +420,13 @@ def main() -> int:
         results["throughput"] = {"wrk": wrk, "seed_loop": seed, "glue": glue}
         print(f"(2) latency at {LATENCY_RATE}/s for {LATENCY_SECONDS}s ...", flush=True)
         results["latency"] = bench.latency()
+        print(f"(2) baseline: POST straight to the node at {LATENCY_RATE}/s for {RAW_LATENCY_SECONDS}s ...")
+        results["latency_push_node_only"] = bench.latency(via_glue=False, seconds=RAW_LATENCY_SECONDS)
         print(f"(3) RSS with {IN_FLIGHT_JOBS:,} jobs in flight ...", flush=True)
         results["rss"] = bench.rss()
     finally:
         bench.close()
+    results["load_average_after"] = os.getloadavg()
     results["targets"] = verdicts(results)
     print_report(results)
     print(f"\nsaved {save(results).relative_to(REPO)} and bench/results/latest-glue.json")
