@@ -50,7 +50,8 @@ stop() {
         return 0
     fi
     pid=$(cat "$marker")
-    if kill -0 "$pid" 2>/dev/null; then
+    # Only that pid, and only while it is still a dockerd.
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]; then
         echo "docker-engine: stopping dockerd (pid $pid)"
         kill -TERM "$pid"
         for _ in $(seq 1 30); do
