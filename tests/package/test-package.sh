@@ -115,7 +115,7 @@ in_ct systemd-run --wait --pipe --quiet -p MemoryDenyWriteExecute=yes -p NoNewPr
     python3 -c '
 from gevent import monkey
 monkey.patch_all()
-import gevent, geventhttpclient, prometheus_client, redis, yaml
+import gevent, prometheus_client, redis, yaml
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 key = AESGCM.generate_key(bit_length=256)
