@@ -47,7 +47,7 @@ from support.redis_server import RedisServer, free_port  # noqa: E402
 
 STAGES = ["json", "anonymize", "format", "http"]
 THROUGHPUT_JOBS = int(os.environ.get("BENCH_JOBS", 50_000))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 64))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 256))
 WRK_SECONDS = 5
 SEED_SECONDS = 5
 LATENCY_RATE = 2_000

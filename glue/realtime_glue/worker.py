@@ -135,6 +135,10 @@ class PipelineWorker:
                 self.in_flight[job.id] = self.pool.spawn(self.process, job)
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.in_flight))
+            if len(jobs) < free:
+                # The feed ran dry: block until the next job instead of asking
+                # again (saves a round trip per job at low rates).
+                self._wait_for_jobs()
 
     def _free_slots(self, count: int) -> None:
         for _ in range(count):

@@ -77,7 +77,7 @@ def test_toml_and_yaml_load_the_same(raw, name, tmp_path):
     archive = config.pipeline("archive")
     assert archive.feed == "comments-archive"
     assert archive.stages == ["json", "format", "file"]
-    assert archive.concurrency == 32
+    assert archive.concurrency == 256
 
 
 def test_an_empty_file_gives_the_defaults():
