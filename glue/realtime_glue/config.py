@@ -206,7 +206,9 @@ class _Reader:
             feed=self.value(table, "feed", where, str, name, lambda v: bool(v), "a feed name"),
             stages=stages,
             preset=preset,
-            concurrency=self.value(table, "concurrency", where, int, 256, lambda v: v >= 1, "an integer >= 1"),
+            concurrency=self.value(
+                table, "concurrency", where, int, 256, lambda v: v >= 1, "an integer >= 1"
+            ),
             mirror_feed=self.value(table, "mirror_feed", where, str, ""),
             stage_options={k: v for k, v in options.items() if v},
         )
