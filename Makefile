@@ -109,6 +109,8 @@ molecule: deps base-image
 	ROLES="$(ROLES)" tests/scripts/molecule-all.sh
 
 ## --- lint-ansible -------------------------------------------------------------
-# ansible-lint, production profile (.ansible-lint), over ansible/.
+# ansible-lint, production profile (.ansible-lint), over ansible/; then a
+# syntax check of the playbooks against the example inventory.
 lint-ansible: deps
 	ansible-lint ansible/
+	cd ansible/playbooks && ansible-playbook --syntax-check -i inventory/example.yml site.yml rolling-restart.yml
