@@ -118,3 +118,26 @@ molecule: deps base-image
 lint-ansible: deps
 	ansible-lint ansible/
 	cd ansible/playbooks && ansible-playbook --syntax-check -i inventory/example.yml site.yml rolling-restart.yml
+
+## --- cluster: cluster-image, up, down, cluster-test ----------------------------
+# The test cluster of the Vagrantfile (queue = Redis + glue, push1, push2) on
+# Vagrant's docker provider, provisioned by ansible/playbooks/site.yml.
+.PHONY: cluster-image cluster-test
+
+# realtime-glue/vagrant-node:bookworm: the systemd base image + sshd + the vagrant user.
+cluster-image: base-image
+	tests/image/build-vagrant-node.sh
+
+# The cluster, a demo producer and the live page's address (see tests/scripts/cluster-up.sh).
+up: deps repo cluster-image
+	$(TIMED) up tests/scripts/cluster-up.sh
+
+# Everything `make up` created (REMOVE_IMAGES=1: the node image too).
+down:
+	tests/scripts/cluster-down.sh
+
+# End-to-end, failover, rolling restart and security tests across the cluster
+# (tests/cluster/). Uses a running cluster as it is; otherwise brings one up
+# and destroys it afterwards.
+cluster-test: deps repo cluster-image
+	tests/scripts/cluster-test.sh
