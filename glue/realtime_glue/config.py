@@ -26,6 +26,8 @@ class PipelineConfig:
     preset: str
     concurrency: int
     mirror_feed: str
+    # host:port of this pipeline's Prometheus endpoint, "" for none.
+    metrics_listen: str = ""
     stage_options: dict[str, dict] = field(default_factory=dict)
 
 
@@ -170,13 +172,25 @@ class _Reader:
             metrics_listen=listen,
             pipelines={},
         )
-        for name in pipelines:
-            config.pipelines[name] = self.pipeline(name, pipelines)
+        for index, name in enumerate(sorted(pipelines)):
+            pc = self.pipeline(name, pipelines)
+            if pc.metrics_listen is None:
+                # Several pipelines on one host each need a port: the base port
+                # plus the pipeline's place in the sorted list of names.
+                host, _, port = listen.rpartition(":")
+                pc.metrics_listen = f"{host}:{int(port) + index}" if listen else ""
+            config.pipelines[name] = pc
         return config
+
+    def _listen(self, table: dict, where: str) -> str | None:
+        listen = self.value(table, "metrics_listen", where, str, None)
+        if listen and not listen.rpartition(":")[2].isdigit():
+            raise ConfigError(f"{where}.metrics_listen", f"expected host:port or empty, got {listen!r}")
+        return listen
 
     def pipeline(self, name: str, pipelines: dict) -> PipelineConfig:
         where = f"pipelines.{name}"
-        known = ("feed", "preset", "stages", "concurrency", "mirror_feed", *_STAGE_TABLES)
+        known = ("feed", "preset", "stages", "concurrency", "mirror_feed", "metrics_listen", *_STAGE_TABLES)
         table = self.table(pipelines, name, where, known)
         preset = self.value(table, "preset", where, str, "")
         stages = self.value(table, "stages", where, list, [])
@@ -210,5 +224,6 @@ class _Reader:
                 table, "concurrency", where, int, 256, lambda v: v >= 1, "an integer >= 1"
             ),
             mirror_feed=self.value(table, "mirror_feed", where, str, ""),
+            metrics_listen=self._listen(table, where),
             stage_options={k: v for k, v in options.items() if v},
         )

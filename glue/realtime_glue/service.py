@@ -90,8 +90,8 @@ class GlueService:
         self.wait_for_redis()
         if self._stop_requested.is_set():
             return
-        if self.config.metrics_listen:
-            self.metrics.serve(self.config.metrics_listen)
+        if self.pipeline_config.metrics_listen:
+            self.metrics.serve(self.pipeline_config.metrics_listen)
         self.heartbeat.beat_once()
         self.heartbeat.start()
         self.pipeline.start()

@@ -200,3 +200,34 @@ def test_config_path_comes_from_the_environment(tmp_path, monkeypatch):
     path.write_bytes(b"[queue]\nmax_failures = 9\n")
     monkeypatch.setenv("REALTIME_GLUE_CONFIG", str(path))
     assert load_config().max_failures == 9
+
+
+def test_each_pipeline_on_a_host_gets_its_own_metrics_port():
+    config = parse_config(
+        b"""
+[push]
+nodes = ["http://127.0.0.1:8080"]
+[metrics]
+listen = "127.0.0.1:9310"
+[pipelines.comments]
+preset = "json-anon-http"
+[pipelines.archive]
+preset = "json-anon-file"
+file = { path = "/tmp/a.jsonl" }
+[pipelines.private]
+preset = "json-anon-http"
+metrics_listen = "0.0.0.0:9400"
+"""
+    )
+    ports = {name: pc.metrics_listen for name, pc in config.pipelines.items()}
+    assert ports == {"archive": "127.0.0.1:9310", "comments": "127.0.0.1:9311", "private": "0.0.0.0:9400"}
+
+
+def test_metrics_off_means_off_for_every_pipeline():
+    config = parse_config(
+        b'[metrics]\nlisten = ""\n[pipelines.a]\npreset = "json-anon-file"\nfile = { path = "/x" }\n'
+    )
+    assert config.pipelines["a"].metrics_listen == ""
+    assert "pipelines.a.metrics_listen" in key_of(
+        b'[pipelines.a]\npreset = "json-anon-file"\nmetrics_listen = "nope"\nfile = { path = "/x" }\n'
+    )
