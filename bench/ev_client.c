@@ -17,7 +17,10 @@
  *   closed C           connections the node closed after `ready`
  *   lat K N v1 .. vN   one line per message: the delays of the N receivers
  *   end
- * and keeps holding the connections until stdin says `quit` or closes.
+ * and keeps holding the connections until stdin says `quit` or closes. It then
+ * resets them (SO_LINGER 0): no TIME_WAIT sockets, and the firewall's connection
+ * tracking forgets them in seconds instead of two minutes (nf_conntrack's table
+ * would otherwise fill up over back-to-back runs and drop new connections).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -216,6 +219,17 @@ static void on_event(uint32_t i, uint32_t events) {
     }
 }
 
+static int quit(void) {
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    for (int i = 0; i < count; i++) {
+        if (conns[i].fd >= 0) {
+            setsockopt(conns[i].fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+            close(conns[i].fd);
+        }
+    }
+    return 0;
+}
+
 static void report(void) {
     printf("bytes %llu\nclosed %ld\n", bytes_after_ready, closed_after_ready);
     for (int k = 0; k < messages; k++) {
@@ -280,13 +294,13 @@ int main(int argc, char **argv) {
             if (events[e].data.u32 == STDIN_TAG) {
                 char command[64];
                 ssize_t got = read(0, command, sizeof command - 1);
-                if (got <= 0) return 0;
+                if (got <= 0) return quit();
                 command[got] = 0;
                 if (strstr(command, "report") && !reported) {
                     report();
                     reported = 1;
                 }
-                if (strstr(command, "quit")) return 0;
+                if (strstr(command, "quit")) return quit();
             } else {
                 on_event(events[e].data.u32, events[e].events);
             }
