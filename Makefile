@@ -36,7 +36,7 @@ build/.deps-venv: tests/requirements-tools.txt glue/pyproject.toml tests/setup/m
 ## --- tests ------------------------------------------------------------------
 # `make test` runs every part even when one fails, prints how long each took,
 # and fails at the end if any part failed.
-test: deps
+test:
 	@tests/scripts/test-all.sh
 
 unit: deps

@@ -14,6 +14,12 @@ local_parts=(lint-python lint-nginx lint-units unit unit-debian integration deb)
 docker_parts=(lint-ansible molecule package-test)
 failed=()
 started=$(date +%s)
+# Set-up first (apt packages, the venv): nothing else can run without it.
+if ! tests/scripts/timed deps make --no-print-directory deps; then
+    echo "FAILED: make deps"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
 for part in "${local_parts[@]}"; do
     tests/scripts/timed "$part" make --no-print-directory "$part" || failed+=("$part")
 done
@@ -26,8 +32,10 @@ echo
 echo "=== make test: time per part"
 cat build/timings.txt
 echo "total $(( $(date +%s) - started ))s"
+total_parts=$(( ${#local_parts[@]} + ${#docker_parts[@]} ))
 if [ ${#failed[@]} -gt 0 ]; then
     echo "FAILED parts: ${failed[*]}"
+    echo "parts: $(( total_parts - ${#failed[@]} )) passed, ${#failed[@]} failed"
     exit 1
 fi
-echo "all parts passed"
+echo "parts: ${total_parts} passed, 0 failed"
