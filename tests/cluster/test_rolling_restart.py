@@ -21,8 +21,10 @@ def rolling_restart(cluster, push_nodes):
     channel = f"rolling-{uuid.uuid4().hex[:8]}"
     # One subscriber homed on each node: it fails over when its node restarts
     # and returns once the node is back, which the playbook waits for.
+    shared_ids = push_nodes[0].flavour == "push_stream"
     subscribers = [
-        FailoverSubscriber(push_nodes, channel, home=i, return_home=True) for i in range(len(push_nodes))
+        FailoverSubscriber(push_nodes, channel, home=i, return_home=True, shared_ids=shared_ids)
+        for i in range(len(push_nodes))
     ]
     for subscriber in subscribers:
         subscriber.wait_connected()

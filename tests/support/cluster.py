@@ -9,9 +9,11 @@ Nothing here depends on the provider: every host is reached at its ansible_host.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shlex
+import socket
 import subprocess
 import threading
 import time
@@ -159,7 +161,7 @@ class RemotePushNode(PushNode):
         try:
             with urllib.request.urlopen(f"{self.base_url}/health", timeout=timeout) as response:
                 return response.status == 200
-        except OSError:
+        except (OSError, http.client.HTTPException):  # refused, reset, cut short by a restart
             return False
 
 
@@ -208,8 +210,11 @@ class FailoverSubscriber:
     to its home node (again with Last-Event-ID) once that node has answered
     /health for `settle` seconds, so subscribers return to a restarted node.
 
+    Without `shared_ids` (nchan: every node numbers its messages itself), the
+    Last-Event-ID goes only to the node that issued it.
+
     `received` lists the job ids (from the message bodies) in arrival order;
-    `switches` counts reconnections."""
+    `switches` lists the reconnections to another node."""
 
     def __init__(
         self,
@@ -218,6 +223,7 @@ class FailoverSubscriber:
         home: int = 0,
         return_home: bool = False,
         settle: float = 2.0,
+        shared_ids: bool = True,
     ):
         self.nodes = nodes
         self.channel = channel
@@ -227,7 +233,9 @@ class FailoverSubscriber:
         self.settle = settle
         self.received: list[str] = []
         self.switches: list[tuple[str, str]] = []  # (from node, to node)
+        self.shared_ids = shared_ids
         self.last_event_id: str | None = None
+        self._last_event_node: int | None = None  # the node that sent last_event_id
         self._stream: EventStream | None = None
         self._going_home = False  # the stream is closed on purpose, to return home
         self._stopping = threading.Event()
@@ -242,7 +250,8 @@ class FailoverSubscriber:
             raise TimeoutError(f"subscriber on {self.channel} did not connect")
 
     def _connect(self, index: int) -> EventStream:
-        return self.nodes[index].events(self.channel, last_event_id=self.last_event_id, timeout=40)
+        last = self.last_event_id if self.shared_ids or self._last_event_node == index else None
+        return self.nodes[index].events(self.channel, last_event_id=last, timeout=40)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -257,7 +266,7 @@ class FailoverSubscriber:
                 while True:
                     event = self._stream.next_event()
                     self.received.append(json.loads(event.data)["id"])
-                    self.last_event_id = event.id
+                    self.last_event_id, self._last_event_node = event.id, self.current
             except (OSError, ValueError, AttributeError):
                 # The node went away, or the stream was closed on purpose (from
                 # another thread: http.client then finds its file gone).
@@ -289,7 +298,7 @@ class FailoverSubscriber:
                 self._going_home = True
                 self.switches.append((self.nodes[self.current].name, self.nodes[self.home].name))
                 self.current = self.home
-                self._stream.close()  # _run reconnects, to home, with Last-Event-ID
+                interrupt(self._stream)  # _run reconnects, to home, with Last-Event-ID
                 healthy_since = None
 
     def wait_for(self, ids: list[str], timeout: float = 60) -> None:
@@ -303,8 +312,23 @@ class FailoverSubscriber:
     def stop(self) -> None:
         self._stopping.set()
         if self._stream:
-            self._stream.close()
+            interrupt(self._stream)
         self._thread.join(5)
+
+
+def interrupt(stream: EventStream) -> None:
+    """Ends a stream another thread is reading. close() alone does not: the
+    reader's file object keeps the socket open and its recv() blocked; a
+    shutdown wakes it up."""
+    sock = stream._conn.sock
+    if sock is None:  # a response read until close owns the socket
+        sock = getattr(getattr(stream.response.fp, "raw", None), "_sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+    stream.close()
 
 
 class HealthMonitor:
