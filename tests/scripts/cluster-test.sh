@@ -19,4 +19,4 @@ else
 fi
 # Rolling restarts run ansible-playbook against the same inventory.
 export ANSIBLE_HOST_KEY_CHECKING=False
-python -m pytest -p no:cacheprovider tests/cluster "$@"
+python -m pytest -p no:cacheprovider -rs tests/cluster "$@"
