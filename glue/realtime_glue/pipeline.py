@@ -28,6 +28,31 @@ class Pipeline:
             message = stage.process(message)
         return message
 
+    def run_batch(self, messages: list[Message]) -> list[Exception | None]:
+        """Run messages through the stages together; per message, None or its error.
+
+        A stage with `process_batch` (the http publisher) gets the whole
+        batch at once; the others take the messages one by one. A message
+        that fails a stage goes no further.
+        """
+        errors: list[Exception | None] = [None] * len(messages)
+        live = list(range(len(messages)))
+        for stage in self.stages:
+            batch = getattr(stage, "process_batch", None)
+            if batch is not None:
+                for index, error in zip(live, batch([messages[i] for i in live]), strict=True):
+                    errors[index] = error
+            else:
+                for index in live:
+                    try:
+                        messages[index] = stage.process(messages[index])
+                    except Exception as exc:
+                        errors[index] = exc
+            live = [i for i in live if errors[i] is None]
+            if not live:
+                break
+        return errors
+
     def start(self) -> None:
         for stage in self.stages:
             start = getattr(stage, "start", None)

@@ -128,11 +128,14 @@ class PipelineWorker:
                 self._wait_for_jobs()
                 continue
             attempt = 0
+            if self.stopping:  # claimed as we were told to stop: give them back
+                self._give_back([job.id for job in jobs])
+                continue
+            # One greenlet per claimed batch: the stages run the batch's jobs
+            # in claim order, and the publisher queues all their POSTs at once.
+            batch = self.pool.spawn(self.process_batch, jobs)
             for job in jobs:
-                if self.stopping:  # claimed as we were told to stop: give it back
-                    self._give_back([job.id])
-                    continue
-                self.in_flight[job.id] = self.pool.spawn(self.process, job)
+                self.in_flight[job.id] = batch
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.in_flight))
             if len(jobs) < free:
@@ -151,24 +154,27 @@ class PipelineWorker:
             log.warning("cannot wait on feed %s (%s)", self.feed.name, exc)
             gevent.sleep(1.0)
 
-    def process(self, job: ClaimedJob) -> None:
+    def process_batch(self, jobs: list[ClaimedJob]) -> None:
+        messages = [Message(job_id=job.id, raw=job.item, failures=job.failures) for job in jobs]
         try:
-            self.pipeline.run(Message(job_id=job.id, raw=job.item, failures=job.failures))
-        except Reject as exc:
-            self.in_flight.pop(job.id, None)
-            self._stall(job, str(exc))
-            self._free_slots(1)
+            errors = self.pipeline.run_batch(messages)
         except gevent.GreenletExit:
-            self.in_flight.pop(job.id, None)  # stop() gives it back and frees nothing
+            for job in jobs:  # stop() gives them back and frees nothing
+                self.in_flight.pop(job.id, None)
             raise
-        except Exception as exc:
+        for job, error in zip(jobs, errors, strict=True):
             self.in_flight.pop(job.id, None)
-            reason = str(exc) if isinstance(exc, TransientFailure) else f"{type(exc).__name__}: {exc}"
-            self._fail(job, reason)
+            if error is None:
+                self.finisher.send(job.id)
+                continue
+            if isinstance(error, Reject):
+                self._stall(job, str(error))
+            else:
+                reason = (
+                    str(error) if isinstance(error, TransientFailure) else f"{type(error).__name__}: {error}"
+                )
+                self._fail(job, reason)
             self._free_slots(1)
-        else:
-            self.in_flight.pop(job.id, None)
-            self.finisher.send(job.id)
 
     def _stall(self, job: ClaimedJob, reason: str) -> None:
         log.warning("job %s stalled: %s", job.id, reason)

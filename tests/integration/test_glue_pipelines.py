@@ -237,3 +237,27 @@ def test_retry_puts_stalled_jobs_back_and_run_names_an_unknown_pipeline(workdir,
     unknown = glue.cli("run", "nope")
     assert unknown.returncode == 2
     assert "pipelines.nope" in unknown.stderr
+
+
+def test_a_channels_messages_reach_every_node_in_the_order_they_were_queued(
+    workdir, redis_server, push_nodes
+):
+    """Same order on every node: what lets a browser fail over with Last-Event-ID and miss nothing."""
+    glue = run_glue(workdir, redis_server, push_nodes, '[pipelines.comments]\npreset = "json-anon-http"\n')
+    try:
+        streams = [node.events("ordered") for node in push_nodes]
+        for node in push_nodes:
+            node.wait_for_subscribers("ordered")
+        # Interleave other channels so the worker runs many jobs at once.
+        payloads = []
+        for n in range(600):
+            payloads.append(comment(channel="ordered", n=n))
+            payloads.append(comment(channel=f"other-{n % 7}", n=n))
+        ids = glue.cli("enqueue", "comments", input="\n".join(payloads)).stdout.split()
+        expected = ids[0::2]
+        for stream in streams:
+            received = [json.loads(stream.next_event().data)["id"] for _ in expected]
+            assert received == expected
+            stream.close()
+    finally:
+        glue.terminate()

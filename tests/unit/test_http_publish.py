@@ -31,12 +31,18 @@ class FakeNode:
         self.failing = False
         self.closed = False
 
-    def publish(self, channel, event_id, body):
+    def start_publish(self, channel, event_id, body):
         self.attempts += 1
-        gevent.sleep(0)  # a real POST yields to the other nodes' greenlets
+        return (channel, event_id, body)
+
+    def finish_publish(self, pending, timeout):
+        gevent.sleep(0)  # a real POST waits for the node's answer
         if self.failing:
             raise PublishFailed(f"{self.label}: ConnectionRefusedError")
-        self.received.append((channel, event_id, body))
+        self.received.append(pending)
+
+    def publish(self, channel, event_id, body):
+        self.finish_publish(self.start_publish(channel, event_id, body), 5.0)
 
     def close(self):
         self.closed = True

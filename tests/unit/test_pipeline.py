@@ -132,3 +132,17 @@ def test_validate_checks_channels_with_the_json_stages_wildcard_prefix(context):
     # ... and wild_ channels are refused.
     with pytest.raises(Reject, match="wildcard prefix 'wild_'"):
         pipeline.run(job(channel="wild_news", data=1))
+
+
+def test_a_batch_runs_each_message_and_reports_each_failure_in_place(context):
+    pipeline = build_pipeline("p", ["json", "format", "validate"], {}, context)
+    good = job("good", channel="news", data={"n": 1})
+    bad = Message(job_id="bad", raw=b"{not json")
+    banned = job("banned", channel="ALL", data={})
+    also_good = job("also-good", channel="news", data={"n": 2})
+    errors = pipeline.run_batch([good, bad, banned, also_good])
+    assert errors[0] is None and errors[3] is None
+    assert isinstance(errors[1], Reject) and "not JSON" in str(errors[1])
+    assert isinstance(errors[2], Reject) and "reserved" in str(errors[2])
+    assert json.loads(also_good.body)["data"] == {"n": 2}
+    assert bad.body is None

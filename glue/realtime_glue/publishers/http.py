@@ -7,11 +7,11 @@ message.
 
 from __future__ import annotations
 
-import gevent
+import time
 
 from ..errors import ConfigError
 from ..jobqueue import JobFeed
-from ..message import Message, Reject
+from ..message import Message, Reject, TransientFailure
 from ..stages import Stage
 from .backlog import NodeBacklog, backlog_feed_name
 from .push_node import PublishFailed, PushNode
@@ -25,12 +25,14 @@ class HttpPublish(Stage):
         if not urls:
             raise ConfigError("nodes", "at least one push node URL is needed")
         timeout = self.option("timeout", float, 5.0, lambda v: v > 0, "must be positive")
-        pool_size = self.option("pool_size", int, 64, lambda v: v > 0, "must be positive")
+        self.timeout = timeout
+        # Keep-alive connections per node; a channel always uses the same one.
+        connections = self.option("connections", int, 8, lambda v: v > 0, "must be positive")
         metrics = self.context.metrics
         self.nodes = []
         for url in urls:
             try:
-                self.nodes.append(PushNode(url, timeout=timeout, pool_size=pool_size, metrics=metrics))
+                self.nodes.append(PushNode(url, timeout=timeout, connections=connections, metrics=metrics))
             except ValueError as exc:
                 raise ConfigError("nodes", str(exc)) from None
         self.backlogs = {}
@@ -51,27 +53,49 @@ class HttpPublish(Stage):
         return [b.feed for b in self.backlogs.values()]
 
     def process(self, message: Message) -> Message:
-        if message.body is None:
-            raise Reject("http: the message has no body (put a format stage before http)")
-        if len(self.nodes) == 1:
-            self.publish_to_node(self.nodes[0], message)
-        else:
-            greenlets = [gevent.spawn(self.publish_to_node, node, message) for node in self.nodes]
-            gevent.joinall(greenlets, raise_error=True)
+        (error,) = self.process_batch([message])
+        if error is not None:
+            raise error
         return message
 
-    def publish_to_node(self, node: PushNode, message: Message) -> None:
-        backlog = self.backlogs.get(node.label)
-        if backlog is not None and backlog.down:
-            # Queue behind the held messages so the node gets them in order.
-            backlog.hold(message.channel, message.event_id, message.body, "node is down")
-            return
-        try:
-            node.publish(message.channel, message.event_id, message.body)
-        except PublishFailed as exc:
-            if backlog is None:
-                raise
-            backlog.hold(message.channel, message.event_id, message.body, str(exc))
+    def process_batch(self, messages: list[Message]) -> list[Exception | None]:
+        """Publish a batch: every POST is queued first, then the answers are awaited.
+
+        Returns, per message, None or the error that fails it. A node that
+        fails (or is known down) gets the message in its backlog instead.
+        """
+        errors: list[Exception | None] = [None] * len(messages)
+        waiting = []
+        held = []
+        for index, message in enumerate(messages):
+            if message.body is None:
+                errors[index] = Reject("http: the message has no body (put a format stage before http)")
+                continue
+            for node in self.nodes:
+                backlog = self.backlogs.get(node.label)
+                if backlog is not None and backlog.down:
+                    # Queue behind the held messages so the node gets them in order.
+                    held.append((index, node, "node is down"))
+                else:
+                    waiting.append(
+                        (index, node, node.start_publish(message.channel, message.event_id, message.body))
+                    )
+        deadline = time.monotonic() + self.timeout
+        for index, node, pending in waiting:
+            try:
+                node.finish_publish(pending, max(0.0, deadline - time.monotonic()))
+            except PublishFailed as exc:
+                if node.label in self.backlogs:
+                    held.append((index, node, str(exc)))
+                else:
+                    errors[index] = exc
+        for index, node, reason in sorted(held, key=lambda h: h[0]):
+            message = messages[index]
+            try:
+                self.backlogs[node.label].hold(message.channel, message.event_id, message.body, reason)
+            except Exception as exc:  # Redis away: the job is retried later
+                errors[index] = TransientFailure(f"http: cannot hold the message for {node.label}: {exc}")
+        return errors
 
     def close(self) -> None:
         for backlog in self.backlogs.values():

@@ -1,23 +1,34 @@
-"""One push node's publisher endpoint: a pool of keep-alive connections and a POST.
+"""One push node's publisher endpoint: pipelined POSTs over a few keep-alive lanes.
 
 POST <node>/pub?id=<channel> with the body as is and an `Event-ID` header
 that is the same on every node. 200, 201 and 202 mean stored.
 
+Order: every message of a channel goes over the same connection (its lane,
+chosen by a hash of the channel), and HTTP/1.1 pipelining makes nginx take
+the requests of one connection in the order they were written. So each node
+stores a channel's messages in claim order, the same order on every node,
+which is what lets a browser fail over to another node with Last-Event-ID
+without missing a message.
+
 The HTTP/1.1 client is our own and small on purpose: a publish is one
-prebuilt request written with one sendall and one response read from a
-buffered socket. Profiling showed a general-purpose client spending twice
-the CPU per POST, and the glue is bound by one core.
+prebuilt request written with one sendall, and a reader greenlet per lane
+matches responses to requests in order. Profiling showed a general-purpose
+client spending twice the CPU per POST, and the glue is bound by one core.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections import deque
 from urllib.parse import quote, urlsplit
 
+import gevent
+import gevent.event
+
 # gevent's own socket and ssl: cooperative whether or not the stdlib is patched.
 from gevent import socket, ssl
-from gevent.lock import BoundedSemaphore
+from gevent.event import AsyncResult
 
 DELIVERED = (200, 201, 202)
 MAX_HEADER_BYTES = 64 * 1024
@@ -27,14 +38,17 @@ class PublishFailed(Exception):
     pass
 
 
-class _Stale(Exception):
-    """A reused keep-alive connection was closed by the node before it answered."""
+class _Closed(Exception):
+    """The node closed the connection before answering every request on it."""
 
 
 class _Connection:
     def __init__(self, sock):
         self.sock = sock
         self.buffer = bytearray()
+        # Requests written and not yet answered, oldest first.
+        self.pending: deque[AsyncResult] = deque()
+        self.last_used = time.monotonic()
 
     def _fill(self) -> bool:
         chunk = self.sock.recv(65536)
@@ -66,7 +80,7 @@ class _Connection:
     def read_response(self) -> tuple[int, bool]:
         """(status, keep_alive) of the next response; its body is read and dropped."""
         if not self.buffer and not self._fill():
-            raise _Stale()
+            raise _Closed()
         head = self.read_until(b"\r\n\r\n").decode("latin-1")
         status_line, *header_lines = head.split("\r\n")
         parts = status_line.split(" ", 2)
@@ -99,13 +113,109 @@ class _Connection:
             pass
 
 
+class _Lane:
+    """One keep-alive connection to a node carrying pipelined requests.
+
+    `submit` only appends to the outbox, without yielding, so requests leave
+    in exactly the order publishers reached the lane (a lock would let a
+    newcomer overtake the greenlets already waiting for it). A writer
+    greenlet sends whatever has piled up in one sendall; a reader greenlet
+    per connection matches responses to requests in order.
+    """
+
+    # Reopen a connection idle for longer than this rather than race the
+    # node's keepalive_timeout closing it under a new request.
+    MAX_IDLE = 60.0
+
+    def __init__(self, node: PushNode):
+        self.node = node
+        self.conn: _Connection | None = None
+        self.outbox: deque[tuple[bytes, AsyncResult]] = deque()
+        self.wakeup = gevent.event.Event()
+        self.writer: gevent.Greenlet | None = None
+
+    def submit(self, request: bytes) -> AsyncResult:
+        """Queue the request; the result is set to the status when its response arrives."""
+        result = AsyncResult()
+        self.outbox.append((request, result))
+        if self.writer is None:
+            self.writer = gevent.spawn(self._write_outbox)
+        self.wakeup.set()
+        return result
+
+    def _write_outbox(self) -> None:
+        while True:
+            self.wakeup.wait()
+            self.wakeup.clear()
+            while self.outbox:
+                conn = self.conn
+                if (
+                    conn is not None
+                    and not conn.pending
+                    and time.monotonic() - conn.last_used > self.MAX_IDLE
+                ):
+                    self._break(conn, None)
+                    conn = None
+                if conn is None:
+                    try:
+                        conn = self.conn = self.node._connect()
+                    except OSError as exc:
+                        while self.outbox:
+                            self.outbox.popleft()[1].set_exception(exc)
+                        break
+                    gevent.spawn(self._read_responses, conn)
+                requests = []
+                while self.outbox:
+                    request, result = self.outbox.popleft()
+                    requests.append(request)
+                    conn.pending.append(result)
+                conn.last_used = time.monotonic()
+                try:
+                    conn.sock.sendall(b"".join(requests))
+                except OSError as exc:
+                    self._break(conn, exc)
+
+    def _read_responses(self, conn: _Connection) -> None:
+        try:
+            while True:
+                status, keep_alive = conn.read_response()
+                conn.pending.popleft().set(status)
+                if not keep_alive:
+                    raise _Closed()
+        except _Closed:
+            self._break(conn, ConnectionError("connection closed by the node") if conn.pending else None)
+        except Exception as exc:
+            self._break(conn, exc)
+
+    def _break(self, conn: _Connection, exc: BaseException | None) -> None:
+        """Close the connection; every request still waiting on it fails with `exc`."""
+        if self.conn is conn:
+            self.conn = None
+        conn.close()
+        while conn.pending:
+            conn.pending.popleft().set_exception(exc or ConnectionError("connection closed"))
+
+    def abandon(self, result: AsyncResult) -> None:
+        """A request timed out: the responses after it can no longer be matched."""
+        conn = self.conn
+        if conn is not None and result in conn.pending:
+            self._break(conn, TimeoutError("an earlier request on this connection timed out"))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.kill(block=False)
+            self.writer = None
+        if self.conn is not None:
+            self._break(self.conn, None)
+
+
 class PushNode:
     @staticmethod
     def label_of(url: str) -> str:
         """How a node is named in logs, metrics and its backlog's feed: host:port."""
         return urlsplit(url).netloc
 
-    def __init__(self, url: str, timeout: float = 5.0, pool_size: int = 64, metrics=None):
+    def __init__(self, url: str, timeout: float = 5.0, connections: int = 8, metrics=None):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"push node URL must be http(s)://host[:port], got {url!r}")
@@ -117,8 +227,7 @@ class PushNode:
         self.label = self.label_of(url)
         self.timeout = timeout
         self.metrics = metrics
-        self._slots = BoundedSemaphore(pool_size)
-        self._idle: deque[_Connection] = deque()
+        self._lanes = [_Lane(self) for _ in range(max(1, connections))]
         self._host_header = parts.netloc.encode()
 
     def _connect(self) -> _Connection:
@@ -126,6 +235,9 @@ class PushNode:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
             sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        # Responses are awaited with a deadline per request, not per read: an
+        # idle lane blocks in recv until the node speaks or closes.
+        sock.settimeout(None)
         return _Connection(sock)
 
     def _request(self, channel: str, event_id: str | None, body: bytes) -> bytes:
@@ -139,43 +251,33 @@ class PushNode:
             head.append(b"Event-ID: " + event_id.encode())
         return b"\r\n".join(head) + b"\r\n\r\n" + body
 
-    def publish(self, channel: str, event_id: str | None, body: bytes) -> None:
-        """POST one message; raises PublishFailed naming the node and the problem."""
-        request = self._request(channel, event_id, body)
-        started = time.monotonic()
-        with self._slots:
-            status = self._exchange(request)
+    def lane_for(self, channel: str) -> _Lane:
+        return self._lanes[zlib.crc32(channel.encode()) % len(self._lanes)]
+
+    def start_publish(self, channel: str, event_id: str | None, body: bytes) -> tuple:
+        """Queue the POST without waiting; pass the result to finish_publish."""
+        lane = self.lane_for(channel)
+        return lane, lane.submit(self._request(channel, event_id, body)), time.monotonic()
+
+    def finish_publish(self, pending: tuple, timeout: float) -> None:
+        """Wait for a queued POST; raises PublishFailed naming the node and the problem."""
+        lane, result, started = pending
+        try:
+            status = result.get(timeout=timeout)
+        except gevent.Timeout:
+            lane.abandon(result)
+            raise PublishFailed(f"{self.label}: no answer within {self.timeout:g}s") from None
+        except Exception as exc:
+            raise PublishFailed(f"{self.label}: {type(exc).__name__}: {exc}") from None
         if self.metrics is not None:
             self.metrics.publish_seconds.labels(node=self.label).observe(time.monotonic() - started)
         if status not in DELIVERED:
             raise PublishFailed(f"{self.label}: HTTP {status}")
 
-    def _exchange(self, request: bytes) -> int:
-        # A keep-alive connection the node closed while idle fails before any
-        # answer: try the next one (then a new one) instead of failing the publish.
-        while True:
-            reused = bool(self._idle)
-            conn = self._idle.pop() if reused else None
-            try:
-                if conn is None:
-                    conn = self._connect()
-                conn.sock.sendall(request)
-                status, keep_alive = conn.read_response()
-            except (_Stale, ConnectionResetError, BrokenPipeError) as exc:
-                conn.close()
-                if reused:
-                    continue
-                raise PublishFailed(f"{self.label}: connection closed before an answer ({exc!r})") from None
-            except (OSError, ValueError) as exc:
-                if conn is not None:
-                    conn.close()
-                raise PublishFailed(f"{self.label}: {type(exc).__name__}: {exc}") from None
-            if keep_alive:
-                self._idle.append(conn)
-            else:
-                conn.close()
-            return status
+    def publish(self, channel: str, event_id: str | None, body: bytes) -> None:
+        """POST one message and wait for the answer."""
+        self.finish_publish(self.start_publish(channel, event_id, body), self.timeout)
 
     def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        for lane in self._lanes:
+            lane.close()
