@@ -28,6 +28,7 @@ def rolling_restart(cluster, push_nodes):
     ]
     for subscriber in subscribers:
         subscriber.wait_connected()
+    pids_before = {node.name: nginx_pid(node) for node in push_nodes}
     monitor = HealthMonitor(push_nodes)
     # Enough jobs to outlast the playbook; stopped when it is done.
     producer = cluster.produce(channel, rate=RATE, count=RATE * 600)
@@ -48,15 +49,30 @@ def rolling_restart(cluster, push_nodes):
     for subscriber in subscribers:
         subscriber.wait_for(ids, timeout=60)
         subscriber.stop()
-    return {"playbook": playbook, "monitor": monitor, "subscribers": subscribers, "ids": ids}
+    pids_after = {node.name: nginx_pid(node) for node in push_nodes}
+    return {
+        "playbook": playbook,
+        "monitor": monitor,
+        "subscribers": subscribers,
+        "ids": ids,
+        "restarted": {name for name in pids_before if pids_before[name] != pids_after[name]},
+    }
+
+
+def nginx_pid(node) -> str:
+    return node.host_entry.run("systemctl show -p MainPID --value nginx.service").stdout.strip()
 
 
 def test_the_playbook_restarts_every_push_node(rolling_restart, push_nodes):
     playbook = rolling_restart["playbook"]
     assert playbook.returncode == 0, playbook.stdout[-3000:] + playbook.stderr[-2000:]
     down = {name for names in rolling_restart["monitor"].moments_down() for name in names}
-    print(f"rolling restart: nodes seen down {sorted(down)}; {len(rolling_restart['ids'])} jobs published")
-    assert down == {node.name for node in push_nodes}, "every push node was restarted (seen down once)"
+    print(
+        f"rolling restart: nginx restarted on {sorted(rolling_restart['restarted'])}, seen down: "
+        f"{sorted(down)} (a quick restart can fall between two health probes); "
+        f"{len(rolling_restart['ids'])} jobs published"
+    )
+    assert rolling_restart["restarted"] == {node.name for node in push_nodes}, "every push node was restarted"
 
 
 def test_never_two_push_nodes_down_at_once(rolling_restart):
