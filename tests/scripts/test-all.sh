@@ -11,7 +11,7 @@ else
 fi
 # Parts that need no docker engine first, then the ones that do.
 local_parts=(lint-python lint-nginx lint-units unit unit-debian integration deb)
-docker_parts=(lint-ansible molecule package-test)
+docker_parts=(lint-ansible molecule package-test cluster-test)
 failed=()
 started=$(date +%s)
 # Set-up first (apt packages, the venv): nothing else can run without it.
