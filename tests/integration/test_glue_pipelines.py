@@ -261,3 +261,35 @@ def test_a_channels_messages_reach_every_node_in_the_order_they_were_queued(
             stream.close()
     finally:
         glue.terminate()
+
+
+def test_an_old_and_a_new_pipeline_share_a_feed(workdir, redis_server, push_node):
+    """Side by side on one feed: each job is taken by exactly one of them."""
+    out = workdir / "new.jsonl"
+    pipelines = f"""
+[pipelines.old]
+feed = "comments"
+preset = "json-anon-http"
+
+[pipelines.new]
+feed = "comments"
+preset = "json-anon-file"
+file = {{ path = "{out}" }}
+"""
+    config = write_config(workdir, redis_server.url, [push_node.base_url], pipelines)
+    old = GlueProcess(config, "old").start()
+    new = GlueProcess(config, "new").start()
+    try:
+        with push_node.events("news") as events:
+            push_node.wait_for_subscribers("news")
+            ids = old.cli("enqueue", "old", input="\n".join(comment(n=i) for i in range(400))).stdout.split()
+            wait_until(lambda: feed_counts(redis_server.client(), "comments")["finishes"] == 400, 30)
+            written = (
+                [json.loads(line)["id"] for line in out.read_text().splitlines()] if out.exists() else []
+            )
+            published = [json.loads(events.next_event().data)["id"] for _ in range(400 - len(written))]
+        assert sorted(written + published) == sorted(ids)
+        print(f"old pipeline published {len(published)}, new pipeline wrote {len(written)}")
+    finally:
+        old.terminate()
+        new.terminate()
