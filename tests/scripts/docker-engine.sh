@@ -25,7 +25,8 @@ start() {
     echo "docker-engine: starting dockerd (log: $log)"
     # setsid: the daemon outlives the make that started it, and does not get
     # the terminal's signals.
-    setsid dockerd >"$log" 2>&1 </dev/null &
+    # 9>&-: the daemon must not inherit (and hold forever) the lock above.
+    setsid dockerd >"$log" 2>&1 </dev/null 9>&- &
     echo $! >"$marker"
     for _ in $(seq 1 60); do
         if answers; then
