@@ -9,6 +9,7 @@ import gevent
 import gevent.event
 import redis as redis_lib
 
+from .backoff import backoff_delay
 from .config import GlueConfig
 from .heartbeat import Heartbeat
 from .jobqueue import JobFeed, new_worker_id
@@ -71,7 +72,7 @@ class GlueService:
                 self.redis.ping()
                 return
             except redis_lib.RedisError as exc:
-                delay = min(5.0, 0.1 * 2**attempt)
+                delay = backoff_delay(attempt, base=0.1)
                 self.notifier.status(f"waiting for Redis at {self.config.redis_url}: {exc}")
                 log.warning(
                     "cannot reach Redis at %s (%s); retrying in %.1fs", self.config.redis_url, exc, delay

@@ -1,12 +1,13 @@
-"""The pipeline worker: claims jobs, runs each through the pipeline, finishes it.
+"""The pipeline worker: claims jobs in batches, runs them through the pipeline, finishes them.
 
-Up to `concurrency` jobs run at once; the worker claims only as many as it
-has free slots (backpressure), in batches. Finishes are batched by the
-Finisher actor. A job the pipeline rejects is stalled with the reason; one
-that fails is returned to the queue with its failure count raised, and
-stalled once it has failed `max_failures` times. On stop, the worker claims
-no more, lets in-flight jobs finish within a grace period, and gives the
-rest back to the queue untried.
+Up to `concurrency` jobs are claimed and not yet finished at once; the
+worker claims only as many as it has free slots (backpressure). Each claimed
+batch runs in one greenlet; finishes are batched by the Finisher actor. A
+job the pipeline rejects is stalled with the reason; one that fails is
+returned to the queue with its failure count raised, and stalled once it has
+failed `max_failures` times. On stop, the worker claims no more, lets
+in-flight jobs finish within a grace period, and gives the rest back to the
+queue untried.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gevent.lock import BoundedSemaphore
 from gevent.pool import Pool
 
 from .actor import Actor
+from .backoff import backoff_delay
 from .jobqueue import ClaimedJob, JobFeed
 from .message import Message, Reject, TransientFailure
 from .pipeline import Pipeline
@@ -26,10 +28,6 @@ from .pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 FINISH_BATCH = 512
-
-
-def _backoff(attempt: int, cap: float = 5.0) -> float:
-    return min(cap, 0.05 * 2**attempt)
 
 
 class Finisher(Actor):
@@ -57,7 +55,7 @@ class Finisher(Actor):
                 break
             except Exception as exc:  # Redis away: keep the batch, retry with backoff
                 log.warning("finish of %d jobs failed (%s); retrying", len(batch), exc)
-                gevent.sleep(_backoff(attempt))
+                gevent.sleep(backoff_delay(attempt))
                 attempt += 1
         self.pending -= len(batch)
         if self.on_finished is not None:
@@ -118,7 +116,7 @@ class PipelineWorker:
                 jobs = self.feed.claim(free, mirror=self.mirror)
             except Exception as exc:
                 self._free_slots(free)
-                delay = _backoff(attempt)
+                delay = backoff_delay(attempt)
                 log.warning("cannot claim from feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)
                 gevent.sleep(delay)
                 attempt += 1
@@ -201,7 +199,7 @@ class PipelineWorker:
                 return operation()
             except Exception as exc:
                 log.warning("redis operation failed (%s); retrying", exc)
-                gevent.sleep(_backoff(attempt))
+                gevent.sleep(backoff_delay(attempt))
         # Still claimed in Redis: the claim expires and the job is retried.
         return None
 
