@@ -181,6 +181,20 @@ def test_redis_restart_with_aof_the_glue_reconnects_and_carries_on(workdir, redi
         wait_until(lambda: len(collector.unique()) == 100, 60, interval=0.2, what="jobs after the restart")
         assert collector.unique() == set(first + second)
         assert glue.alive()
+        # The node's backlog drainer (idle in Redis while Redis went away) still works.
+        node_label = f"127.0.0.1:{push_node.port}"
+
+        def backlog_depth():
+            return json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]["backlog"][node_label]
+
+        push_node.stop()
+        JobFeed(redis_aof.client(), "comments").put_many([comment(n, channel="after") for n in range(5)])
+        wait_until(lambda: backlog_depth() == 5, 30, what="5 messages in the backlog")
+        push_node.start()
+        wait_until(
+            lambda: backlog_depth() == 0, 60, interval=0.5, what="backlog drained after the Redis restart"
+        )
+        assert _stored_messages(push_node, "after") == 5
     finally:
         glue.terminate()
         collector.close()

@@ -30,6 +30,7 @@ class FakeNode:
         self.attempts = 0
         self.failing = False
         self.closed = False
+        self.timeout = 5.0
 
     def start_publish(self, channel, event_id, body):
         self.attempts += 1

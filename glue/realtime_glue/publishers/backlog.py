@@ -14,6 +14,7 @@ import logging
 import gevent
 
 from ..actor import Actor
+from ..backoff import backoff_delay
 from ..jobqueue import JobFeed
 from .push_node import PublishFailed, PushNode
 
@@ -60,34 +61,41 @@ class NodeBacklog(Actor):
         return counts["ready"] + counts["claimed"]
 
     def run(self) -> None:
-        backoff = self.min_backoff
+        failures = 0
         while not self.stopping:
             try:
                 delivered = self.drain_once()
+                if delivered == 0:
+                    if self.down:
+                        log.warning("push node %s is delivering again; backlog empty", self.node.label)
+                    self.down = False
+                    self._report_depth(0)
+                    self.feed.wait_for_jobs(timeout=1.0)
+                failures = 0
+                continue
             except PublishFailed as exc:
-                log.info("backlog for %s: %s; retrying in %.1fs", self.node.label, exc, backoff)
-                self.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-                continue
-            except Exception:  # Redis away: same backoff, never a busy loop
-                log.exception("backlog for %s: cannot reach Redis", self.node.label)
-                self.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-                continue
-            backoff = self.min_backoff
-            if delivered == 0:
-                if self.down:
-                    log.warning("push node %s is delivering again; backlog empty", self.node.label)
-                self.down = False
-                self._report_depth(0)
-                self.feed.wait_for_jobs(timeout=1.0)
+                delay = backoff_delay(failures, self.min_backoff, self.max_backoff)
+                log.info("backlog for %s: %s; retrying in %.1fs", self.node.label, exc, delay)
+            except Exception as exc:  # Redis away: the same backoff, never a busy loop
+                delay = backoff_delay(failures, self.min_backoff, self.max_backoff)
+                log.warning(
+                    "backlog for %s: cannot reach Redis (%s); retrying in %.1fs", self.node.label, exc, delay
+                )
+            self.sleep(delay)
+            failures += 1
 
     def drain_once(self) -> int:
-        """Deliver up to BATCH held messages in order; returns how many."""
+        """Deliver up to BATCH held messages in order; returns how many.
+
+        The POSTs are queued together (a channel's go over one pipelined
+        connection, in order) and their answers read in order; the first
+        failure leaves it and everything after it in the backlog.
+        """
         jobs = self.feed.claim(BATCH)
         if not jobs:
             return 0
-        delivered = []
+        delivered: list[str] = []
+        sent = []
         try:
             for job in jobs:
                 try:
@@ -98,12 +106,14 @@ class NodeBacklog(Actor):
                     self.feed.stall(job.id, f"backlog record is unreadable: {type(exc).__name__}: {exc}")
                     delivered.append(job.id)
                     continue
-                self.node.publish(channel, event_id, body)
-                delivered.append(job.id)
+                sent.append((job.id, self.node.start_publish(channel, event_id, body)))
+            for job_id, pending in sent:
+                self.node.finish_publish(pending, self.node.timeout)
+                delivered.append(job_id)
         finally:
             self.feed.finish(delivered)
-            undelivered = [j.id for j in jobs if j.id not in set(delivered)]
-            self.feed.release(undelivered)
+            done = set(delivered)
+            self.feed.release([j.id for j in jobs if j.id not in done])
             self._report_depth(self.depth())
         return len(delivered)
 
