@@ -173,7 +173,7 @@ class _Reader:
             pipelines={},
         )
         for index, name in enumerate(sorted(pipelines)):
-            pc = self.pipeline(name, pipelines)
+            pc = self.pipeline(name, pipelines, config)
             if pc.metrics_listen is None:
                 # Several pipelines on one host each need a port: the base port
                 # plus the pipeline's place in the sorted list of names.
@@ -188,7 +188,7 @@ class _Reader:
             raise ConfigError(f"{where}.metrics_listen", f"expected host:port or empty, got {listen!r}")
         return listen
 
-    def pipeline(self, name: str, pipelines: dict) -> PipelineConfig:
+    def pipeline(self, name: str, pipelines: dict, config: GlueConfig) -> PipelineConfig:
         where = f"pipelines.{name}"
         known = ("feed", "preset", "stages", "concurrency", "mirror_feed", "metrics_listen", *_STAGE_TABLES)
         table = self.table(pipelines, name, where, known)
@@ -209,11 +209,14 @@ class _Reader:
                 raise ConfigError(f"{where}.stages[{index}]", f"expected a stage name, got {stage!r}")
         options = {stage: dict(self.table(table, stage, f"{where}.{stage}", None)) for stage in _STAGE_TABLES}
         if "http" in stages:
-            options["http"].setdefault("nodes", self.data.get("push", {}).get("nodes", []))
-            options["http"].setdefault("timeout", self.data.get("push", {}).get("timeout", 5.0))
+            # The [push] section, already checked, unless the pipeline names its own.
+            own_nodes = "nodes" in options["http"]
+            options["http"].setdefault("nodes", config.push_nodes)
+            options["http"].setdefault("timeout", config.push_timeout)
             if not options["http"]["nodes"]:
                 raise ConfigError(
-                    "push.nodes", f"pipeline {name!r} publishes over http but no push node is listed"
+                    f"{where}.http.nodes" if own_nodes else "push.nodes",
+                    f"pipeline {name!r} publishes over http but no push node is listed",
                 )
         return PipelineConfig(
             name=name,

@@ -231,3 +231,11 @@ def test_metrics_off_means_off_for_every_pipeline():
     assert "pipelines.a.metrics_listen" in key_of(
         b'[pipelines.a]\npreset = "json-anon-file"\nmetrics_listen = "nope"\nfile = { path = "/x" }\n'
     )
+
+
+def test_a_pipeline_that_empties_its_own_node_list_is_named():
+    raw = (
+        b'[push]\nnodes = ["http://127.0.0.1:80"]\n'
+        b'[pipelines.x]\npreset = "json-anon-http"\nhttp = { nodes = [] }\n'
+    )
+    assert key_of(raw) == "pipelines.x.http.nodes"
