@@ -42,8 +42,9 @@ import redis  # noqa: E402
 
 from realtime_glue.jobqueue import JobFeed  # noqa: E402
 from support.glue_process import GlueProcess, wait_until, write_config  # noqa: E402
+from support.ports import free_port  # noqa: E402
 from support.push_node import PushNode  # noqa: E402
-from support.redis_server import RedisServer, free_port  # noqa: E402
+from support.redis_server import RedisServer  # noqa: E402
 
 STAGES = ["json", "anonymize", "format", "http"]
 THROUGHPUT_JOBS = int(os.environ.get("BENCH_JOBS", 50_000))

@@ -47,7 +47,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from support.push_node import BUILT_MODULE, PushNode, free_port, role_variables  # noqa: E402
+from support.ports import free_port  # noqa: E402
+from support.push_node import BUILT_MODULE, PushNode, role_variables  # noqa: E402
 
 SUBSCRIBERS = int(os.environ.get("BENCH_SUBSCRIBERS", 100_000))
 BROADCASTS = int(os.environ.get("BENCH_BROADCASTS", 4))

@@ -196,7 +196,7 @@ def test_sigterm_finishes_in_flight_jobs_and_loses_none(workdir, redis_server, p
 def test_metrics_count_processed_and_stalled_jobs(workdir, redis_server, push_node):
     import urllib.request
 
-    from support.redis_server import free_port
+    from support.ports import free_port
 
     port = free_port()
     config = write_config(

@@ -11,8 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from push_node import BUILT_MODULE, NGINX, PushNode, render_config
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support.push_node import BUILT_MODULE, NGINX, PushNode, render_config
 
 
 def check_defaults(flavour: str) -> None:

@@ -35,6 +35,8 @@ import jinja2
 import jinja2.meta
 import yaml
 
+from support.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "nginx" / "push-stream.conf"
 ROLE_DEFAULTS = REPO / "ansible" / "roles" / "push_stream" / "defaults" / "main.yml"
@@ -111,12 +113,6 @@ def local_overrides(directory: Path, flavour: str, port: int, host: str = "127.0
         "push_stream_shared_memory_size": "32m",
         "push_stream_ping_interval": 10,
     }
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 # --- the node ------------------------------------------------------------------
