@@ -1,8 +1,8 @@
 """file: append each message as a JSON line, for shadow runs and archives.
 
 fsync policy: "always" (each message is on disk before its job finishes),
-"interval" (at most `fsync_interval` seconds of messages at risk), "never"
-(left to the kernel).
+"interval" (a sync at most every `fsync_interval` seconds while messages
+arrive, and on close), "never" (left to the kernel).
 """
 
 from __future__ import annotations
