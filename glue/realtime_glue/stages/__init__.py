@@ -75,6 +75,7 @@ def stage_classes() -> dict[str, type[Stage]]:
     """Stage name -> class, for pipelines built from config."""
     from ..publishers.file import FilePublish
     from ..publishers.http import HttpPublish
+    from ..publishers.webpush import WebPushPublish
     from .anonymize import Anonymize
     from .encrypt import Encrypt
     from .format import Format
@@ -83,5 +84,14 @@ def stage_classes() -> dict[str, type[Stage]]:
 
     return {
         cls.name: cls
-        for cls in (JsonEnvelope, Anonymize, Encrypt, Format, Validate, HttpPublish, FilePublish)
+        for cls in (
+            JsonEnvelope,
+            Anonymize,
+            Encrypt,
+            Format,
+            Validate,
+            HttpPublish,
+            FilePublish,
+            WebPushPublish,
+        )
     }
