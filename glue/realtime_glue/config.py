@@ -15,7 +15,7 @@ from .pipeline import PRESETS
 
 DEFAULT_PATH = "/etc/realtime-glue/glue.toml"
 ENV_PATH = "REALTIME_GLUE_CONFIG"
-_STAGE_TABLES = ("json", "anonymize", "encrypt", "format", "validate", "http", "file")
+_STAGE_TABLES = ("json", "anonymize", "encrypt", "format", "validate", "http", "file", "webpush")
 
 
 @dataclass
