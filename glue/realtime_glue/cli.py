@@ -18,6 +18,7 @@ from .pipeline import build_pipeline  # noqa: E402
 from .publishers.backlog import backlog_feed_name  # noqa: E402
 from .publishers.push_node import PushNode  # noqa: E402
 from .stages import StageContext  # noqa: E402
+from .webpush.commands import add_commands as add_webpush_commands  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -58,6 +59,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("check-config", help="validate the config file and build every pipeline")
     p.set_defaults(func=cmd_check_config)
+
+    add_webpush_commands(sub)
 
     args = parser.parse_args(argv)
     try:
