@@ -9,27 +9,21 @@ the subscription endpoint the pipeline's process serves, with a token.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from realtime_glue.jobqueue import JobFeed
-from realtime_glue.webpush.backlog import backlog_feed_name
 from realtime_glue.webpush.token import make_token
 from realtime_glue.webpush.vapid import VapidKey
-from support.glue_process import GlueProcess, feed_counts, wait_until, write_config
-from support.ports import free_port
+from support.glue_process import feed_counts, wait_until
 from support.push_service import PushService
 from support.tls import make_certificates
+from support.webpush_glue import TOKEN_KEY, WebPushGlue, backlog_of
 
 pytestmark = pytest.mark.timeout(120)
-
-TOKEN_KEY = bytes(range(32))
 
 
 @pytest.fixture
@@ -57,87 +51,12 @@ def other_push_service(certificates):
     service.stop()
 
 
-def feed_name(service: PushService) -> str:
-    return backlog_feed_name("alerts", service.origin)
-
-
-def secret(path: Path, data: bytes) -> str:
-    path.write_bytes(data)
-    os.chmod(path, 0o600)
-    return str(path)
-
-
-class WebPushGlue:
-    """A glue process running a json -> anonymize -> format -> webpush pipeline, and its endpoint."""
-
-    def __init__(self, workdir: Path, redis_server, certificates, **options):
-        self.redis = redis_server.client()
-        self.vapid = VapidKey.generate()
-        self.port = free_port()
-        webpush = {
-            "vapid_key_file": secret(workdir / "vapid.pem", self.vapid.pem()),
-            "vapid_subject": "mailto:ops@example.org",
-            "token_key_file": secret(workdir / "token.key", TOKEN_KEY),
-            "listen": f"127.0.0.1:{self.port}",
-            "endpoint_hosts": ["127.0.0.1"],
-            "ca_file": str(certificates.ca),
-            **options,
-        }
-        table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in webpush.items())
-        pipelines = (
-            '[pipelines.alerts]\nstages = ["json", "anonymize", "format", "webpush"]\n'
-            f"[pipelines.alerts.webpush]\n{table}\n"
-        )
-        self.config = write_config(workdir, redis_server.url, [], pipelines)
-        self.process = GlueProcess(self.config, "alerts")
-        self.feed = JobFeed(self.redis, "alerts")
-
-    def start(self) -> WebPushGlue:
-        self.process.start()
-        return self
-
-    def stop(self) -> None:
-        assert self.process.terminate() == 0, self.process.log()
-
-    def request(self, method: str, path: str, body=None, user: str | None = None, token: str | None = None):
-        headers = {"Content-Type": "application/json"}
-        if user is not None:
-            token = make_token(TOKEN_KEY, user, int(time.time()) + 600)
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            data = body if isinstance(body, bytes | None) else json.dumps(body)
-            conn.request(method, path, body=data, headers=headers)
-            response = conn.getresponse()
-            text = response.read()
-            return response.status, json.loads(text) if text else None
-        finally:
-            conn.close()
-
-    def register(self, user: str, browser) -> None:
-        status, answer = self.request("POST", "/webpush/subscriptions", browser.subscription(), user=user)
-        assert status == 201, answer
-
-    def notify(self, user, text: str, channel: str = "article-42", **data) -> str:
-        payload = {"channel": channel, "event": "comment", "data": {"user_id": user, "text": text, **data}}
-        return self.feed.put(json.dumps(payload))
-
-    def wait_finished(self, count: int) -> None:
-        wait_until(
-            lambda: feed_counts(self.redis, "alerts")["finishes"] >= count, 30, what=f"{count} finished jobs"
-        )
-
-    def cli(self, *args):
-        return self.process.cli(*args)
-
-
 @pytest.fixture
 def make_glue(workdir, redis_server, certificates):
     glues = []
 
     def make(**options) -> WebPushGlue:
-        glue = WebPushGlue(workdir, redis_server, certificates, **options)
+        glue = WebPushGlue(workdir, redis_server.url, certificates.ca, **options)
         glues.append(glue)
         return glue.start()
 
@@ -207,7 +126,7 @@ def test_a_push_service_that_says_wait_is_retried_later_without_holding_up_anyon
     push_service.answer("ada", 429, 500, retry_after=2)
     glue.notify(["ada", "bob"], "one")
     other_push_service.wait_for(lambda: other_push_service.delivered("bob"), what="bob's message")
-    backlog = feed_name(push_service)
+    backlog = backlog_of(push_service.origin)
     wait_until(lambda: feed_counts(glue.redis, backlog)["items"], what="ada's message held")
     glue.notify("ada", "two")  # queues behind "one" in the backlog of ada's push service
     glue.wait_finished(2)  # held messages do not keep their jobs open
