@@ -105,6 +105,9 @@ class PushService:
         self.retry_after: dict[str, str] = {}
         self.log: list[Received] = []
         self.lock = threading.Lock()
+        self.connections = 0  # TLS connections accepted
+        self.close_connections = False  # close each connection after one answer, unannounced
+        self.delay = 0.0  # seconds before each answer
         self.checked_by = (
             ("PyJWT" if pyjwt else "realtime_glue") + " + " + ("http_ece" if http_ece else "realtime_glue")
         )
@@ -124,15 +127,23 @@ class PushService:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self):
+                super().setup()
+                with service.lock:
+                    service.connections += 1
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 status, headers = service.handle(self.path, dict(self.headers.items()), body)
+                time.sleep(service.delay)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                # Closing without saying so, as a server does to an idle keep-alive connection.
+                self.close_connection = service.close_connections
 
             def log_message(self, *args):
                 pass

@@ -6,6 +6,7 @@
     subscriptions  a browser's PushSubscription, checked, and every user's in Redis
     request        one push message for one subscription: the body and its headers
     sender         POSTs to push services (many https hosts) and what each answer means
+    connections    keep-alive TLS connections per push service origin
     backlog        deliveries a push service refused for now, per origin, retried later
     ratelimit      at most N notifications per user per window
     deadletter     deliveries refused for good, with the reason
