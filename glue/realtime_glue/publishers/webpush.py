@@ -82,6 +82,7 @@ class WebPushPublish(Stage):
         self.max_users = self.option("max_users_per_job", int, 100, lambda v: v >= 1, "at least 1")
         max_per_user = self.option("max_subscriptions_per_user", int, DEFAULT_MAX_PER_USER, lambda v: v >= 1)
         self.endpoint_hosts = self.string_list("endpoint_hosts", DEFAULT_ENDPOINT_HOSTS)
+        self._endpoint_problems: dict[str, str | None] = {}
         timeout = self.option("timeout", float, 10.0, lambda v: v > 0, "seconds > 0")
         connections = self.option("connections_per_origin", int, 16, lambda v: v >= 1, "at least 1")
         concurrency = self.option("concurrency", int, 256, lambda v: v >= 1, "at least 1")
@@ -217,7 +218,7 @@ class WebPushPublish(Stage):
             message = messages[index]
             topic = self.topics.topic(message.channel) if self.collapse_threads and message.channel else None
             for subscription in subscriptions[user]:
-                problem = endpoint_problem(subscription.endpoint, self.endpoint_hosts)
+                problem = self._endpoint_problem(subscription.endpoint)
                 if problem:  # stored before endpoint_hosts changed
                     log.warning("user %s: subscription %s skipped: %s", user, subscription.id, problem)
                     continue
@@ -256,6 +257,14 @@ class WebPushPublish(Stage):
                 for index, _ in items:
                     errors[index] = failure
         return errors
+
+    def _endpoint_problem(self, endpoint: str) -> str | None:
+        """endpoint_problem, remembered: the same browsers get message after message."""
+        if endpoint not in self._endpoint_problems:
+            if len(self._endpoint_problems) > 100_000:
+                self._endpoint_problems.clear()
+            self._endpoint_problems[endpoint] = endpoint_problem(endpoint, self.endpoint_hosts)
+        return self._endpoint_problems[endpoint]
 
     def _addressed(self, messages: list[Message], targets: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """The (message, user) pairs to send: followed threads only (if so set), within the rate limit."""

@@ -19,9 +19,11 @@ device); registering one more drops the oldest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -41,6 +43,7 @@ DEFAULT_ENDPOINT_HOSTS = (
 )
 MAX_ENDPOINT_LENGTH = 2048
 MAX_SUBSCRIPTION_BYTES = 4096
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
 DEFAULT_MAX_PER_USER = 10
 
 _ADD = """
@@ -61,6 +64,7 @@ class InvalidSubscription(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=65536)
 def endpoint_origin(endpoint: str) -> str:
     """scheme://host[:port] of an endpoint: the VAPID audience, and what a backlog is kept per."""
     parts = urlsplit(endpoint)
@@ -133,7 +137,7 @@ def endpoint_problem(endpoint, endpoint_hosts) -> str | None:
         return "endpoint must be a non-empty string"
     if len(endpoint) > MAX_ENDPOINT_LENGTH:
         return f"endpoint is {len(endpoint)} characters long, the limit is {MAX_ENDPOINT_LENGTH}"
-    if any(ord(c) <= 32 or ord(c) >= 127 for c in endpoint):
+    if not _VISIBLE_ASCII.fullmatch(endpoint):
         return "endpoint must be a URL without spaces, control or non-ASCII characters"
     try:
         parts = urlsplit(endpoint)
