@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -50,7 +51,15 @@ def backlog_of(origin: str) -> str:
 
 class WebPushGlue:
     def __init__(
-        self, workdir: Path, redis_url: str, ca_file: Path, stages=STAGES, concurrency: int = 256, **options
+        self,
+        workdir: Path,
+        redis_url: str,
+        ca_file: Path,
+        stages=STAGES,
+        concurrency: int = 256,
+        metrics_listen: str = "",
+        python: str = sys.executable,
+        **options,
     ):
         self.redis = redis.Redis.from_url(redis_url)
         self.vapid = VapidKey.generate()
@@ -67,10 +76,11 @@ class WebPushGlue:
         table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in webpush.items())
         pipelines = (
             f"[pipelines.{PIPELINE}]\nstages = {json.dumps(list(stages))}\nconcurrency = {concurrency}\n"
+            f"metrics_listen = {json.dumps(metrics_listen)}\n"
             f"[pipelines.{PIPELINE}.webpush]\n{table}\n"
         )
         self.config = write_config(workdir, redis_url, [], pipelines)
-        self.process = GlueProcess(self.config, PIPELINE)
+        self.process = GlueProcess(self.config, PIPELINE, python=python)
         self.feed = JobFeed(self.redis, PIPELINE)
 
     @property
