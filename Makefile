@@ -84,11 +84,15 @@ package-test: repo
 # Benchmarks, not tests: one glue process's throughput as ratios to wrk and to a
 # seed-style loop, enqueue -> EventSource latency, RSS with 10,000 jobs in
 # flight; printed and saved to bench/results/ (see bench/glue_bench.py).
+# Then encrypted Web Push messages per second from one glue process beside the
+# plain http stage, as ratios (see bench/webpush_bench.py; BENCH_GLUE_PYTHON=
+# /usr/bin/python3 runs the glue on Debian's python3-* packages).
 # Then one push node's capacity: 100,000 EventSource subscribers (BENCH_SUBSCRIBERS)
 # held and broadcast to, push-stream and nchan side by side, with the host's and
 # the role's sysctl values (see bench/node_capacity.py).
 bench: deps push-stream-module
 	$(PY) bench/glue_bench.py
+	$(PY) bench/webpush_bench.py
 	$(PY) bench/node_capacity.py
 
 ## --- lint-nginx -------------------------------------------------------------
