@@ -40,3 +40,18 @@ def test_user_ids_are_checked():
         make_token(KEY, "a\nb", 1)
     with pytest.raises(ValueError):
         make_token(KEY, "x" * 129, 1)
+
+
+def test_the_readmes_recipe_for_applications_makes_tokens_the_glue_takes():
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    def push_token(key: bytes, user: str, lifetime: int = 86400) -> str:  # as in README.md, Web Push
+        b64url = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()  # noqa: E731
+        expires = int(time.time()) + lifetime
+        signed = b"\0".join([b"realtime-glue webpush v1", user.encode(), str(expires).encode()])
+        return f"{b64url(user.encode())}.{expires}.{b64url(hmac.new(key, signed, hashlib.sha256).digest())}"
+
+    assert check_token(KEY, push_token(KEY, "ada@example.org")) == "ada@example.org"
