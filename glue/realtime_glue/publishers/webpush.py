@@ -222,15 +222,20 @@ class WebPushPublish(Stage):
                 if problem:  # stored before endpoint_hosts changed
                     log.warning("user %s: subscription %s skipped: %s", user, subscription.id, problem)
                     continue
-                request = build_request(
-                    user, subscription, message.body, self.ttl, self.urgency, topic, message.job_id, stamp
-                )
+                try:
+                    request = build_request(
+                        user, subscription, message.body, self.ttl, self.urgency, topic, message.job_id, stamp
+                    )
+                except ValueError as exc:  # a stored key that is no P-256 point: not through the endpoint
+                    log.warning("user %s: subscription %s skipped: %s", user, subscription.id, exc)
+                    continue
                 requests.append((index, request))
 
         # An origin with a backlog gets new messages behind the held ones.
         held: dict[str, list[tuple[int, PushRequest]]] = defaultdict(list)
         reason: dict[str, str] = {}
         retry_after: dict[str, float] = {}
+        failed: set[str] = set()  # origins that refused some of these for now
         sending = []
         for index, request in requests:
             if self.backlogs.is_down(request.origin):
@@ -246,12 +251,15 @@ class WebPushPublish(Stage):
                 continue
             held[request.origin].append((index, request))
             reason[request.origin] = answer.reason
+            failed.add(request.origin)
             if answer.retry_after is not None:
                 retry_after[request.origin] = max(retry_after.get(request.origin, 0.0), answer.retry_after)
         self.deliverer.settle(settled)
         for origin, items in held.items():
             try:
-                self.backlogs.hold(origin, [r for _, r in items], reason[origin], retry_after.get(origin))
+                self.backlogs.hold(
+                    origin, [r for _, r in items], reason[origin], origin in failed, retry_after.get(origin)
+                )
             except Exception as exc:  # Redis away: the job is retried later
                 failure = TransientFailure(f"webpush: cannot hold messages for {origin}: {exc}")
                 for index, _ in items:

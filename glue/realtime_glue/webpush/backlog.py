@@ -87,11 +87,17 @@ class OriginBacklog(Actor):
         self.not_before = 0.0  # time.monotonic() before which nothing goes to the origin
         self._last_beat = 0.0
 
-    def hold(self, requests: list[PushRequest], reason: str, retry_after: float | None = None) -> None:
-        """Queue requests behind what the origin already holds; raises on a Redis error."""
+    def hold(
+        self, requests: list[PushRequest], reason: str, failed: bool, retry_after: float | None = None
+    ) -> None:
+        """Queue requests behind what the origin already holds; raises on a Redis error.
+
+        `failed`: the origin just refused some of them (not only queued behind): its
+        drainer waits Retry-After, or the first backoff step, before trying again."""
         self.mark_down(reason)
-        if retry_after:
-            self.not_before = max(self.not_before, time.monotonic() + retry_after)
+        if failed:
+            pause = retry_after if retry_after is not None else self.min_backoff
+            self.not_before = max(self.not_before, time.monotonic() + pause)
         self.feed.put_many([r.to_record() for r in requests])
         self.metrics.count("held", len(requests))
 
@@ -250,7 +256,9 @@ class OriginBacklogs:
         backlog = self.backlogs.get(origin)
         return backlog is not None and backlog.down
 
-    def hold(self, origin: str, requests: list[PushRequest], reason: str, retry_after: float | None) -> None:
+    def hold(
+        self, origin: str, requests: list[PushRequest], reason: str, failed: bool, retry_after: float | None
+    ) -> None:
         new = origin not in self.backlogs
         backlog = self._backlog(origin)
         # Down before the first Redis call yields: a batch running meanwhile
@@ -258,7 +266,7 @@ class OriginBacklogs:
         backlog.mark_down(reason)
         if new:
             self.redis.sadd(backlog_index_key(self.pipeline), origin)
-        backlog.hold(requests, reason, retry_after)
+        backlog.hold(requests, reason, failed, retry_after)
 
     def stop(self) -> None:
         self.running = False
