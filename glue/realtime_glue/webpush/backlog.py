@@ -109,6 +109,14 @@ class OriginBacklog(Actor):
             )
         self.down = True
 
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Let the drainer finish what it is sending (within a second or the sender's
+        timeout), so its claims go back in order; kill it only after `timeout`."""
+        self.stopping = True
+        if self.greenlet is not None:
+            self.greenlet.join(timeout)
+        super().stop(timeout)
+
     def depth(self) -> int:
         counts = self.feed.counts()
         return counts["ready"] + counts["claimed"]
@@ -270,6 +278,8 @@ class OriginBacklogs:
 
     def stop(self) -> None:
         self.running = False
+        for backlog in self.backlogs.values():
+            backlog.stopping = True  # all at once: each stops within a second
         for backlog in self.backlogs.values():
             backlog.stop()
 
