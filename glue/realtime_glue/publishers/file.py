@@ -11,7 +11,8 @@ import json
 import os
 import time
 
-from ..message import Message, TransientFailure
+from ..errors import TransientFailure
+from ..message import Message
 from ..stages import Stage
 
 FSYNC_POLICIES = ("always", "interval", "never")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PublishFailed, Reject, TransientFailure
 from ..jobqueue import JobFeed
-from ..message import Message, Reject, TransientFailure
+from ..message import Message
 from ..stages import Stage
 from .backlog import NodeBacklog, backlog_feed_name
-from .push_node import PublishFailed, PushNode
+from .push_node import PushNode
 
 
 class HttpPublish(Stage):

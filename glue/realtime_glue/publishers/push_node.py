@@ -30,16 +30,10 @@ import gevent.event
 from gevent import socket, ssl
 from gevent.event import AsyncResult
 
+from ..errors import ConnectionClosed, PublishFailed
+
 DELIVERED = (200, 201, 202)
 MAX_HEADER_BYTES = 64 * 1024
-
-
-class PublishFailed(Exception):
-    pass
-
-
-class _Closed(Exception):
-    """The node closed the connection before answering every request on it."""
 
 
 class _Connection:
@@ -80,7 +74,7 @@ class _Connection:
     def read_response(self) -> tuple[int, bool]:
         """(status, keep_alive) of the next response; its body is read and dropped."""
         if not self.buffer and not self._fill():
-            raise _Closed()
+            raise ConnectionClosed()
         head = self.read_until(b"\r\n\r\n").decode("latin-1")
         status_line, *header_lines = head.split("\r\n")
         parts = status_line.split(" ", 2)
@@ -181,8 +175,8 @@ class _Lane:
                 status, keep_alive = conn.read_response()
                 conn.pending.popleft().set(status)
                 if not keep_alive:
-                    raise _Closed()
-        except _Closed:
+                    raise ConnectionClosed()
+        except ConnectionClosed:
             self._break(conn, ConnectionError("connection closed by the node") if conn.pending else None)
         except Exception as exc:
             self._break(conn, exc)
