@@ -16,7 +16,7 @@ from .jobqueue import JobFeed, new_worker_id
 from .metrics import GlueMetrics
 from .notify import SystemdNotifier
 from .pipeline import build_pipeline
-from .stages import StageContext
+from .stage import StageContext
 from .worker import PipelineWorker
 
 log = logging.getLogger(__name__)

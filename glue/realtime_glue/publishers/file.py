@@ -13,7 +13,7 @@ import time
 
 from ..errors import TransientFailure
 from ..message import Message
-from ..stages import Stage
+from ..stage import Stage
 
 FSYNC_POLICIES = ("always", "interval", "never")
 

@@ -12,7 +12,7 @@ import json
 from ..channels import DEFAULT_WILDCARD_PREFIX, channel_problem
 from ..errors import Reject
 from ..message import Message
-from . import Stage
+from ..stage import Stage
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
