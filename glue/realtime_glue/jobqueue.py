@@ -30,13 +30,8 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from importlib import resources
 
-SCRIPT_NAMES = ("put", "claim", "finish", "cancel", "stall", "retry", "retract", "reclaim")
-
-
-def _load_script(name: str) -> str:
-    return resources.files("realtime_glue").joinpath(f"lua/{name}.lua").read_text()
+from .lua_scripts import run_script
 
 
 def new_worker_id() -> str:
@@ -104,6 +99,11 @@ class FeedKeys:
     def stallreasons(self) -> str:
         return f"feed.stallreasons:{self.feed}"
 
+    def named(self, prefix: str = "") -> dict[str, str]:
+        """Every key by the name the Lua scripts give it (`prefix` + name)."""
+        names = [n for n in dir(type(self)) if isinstance(getattr(type(self), n), property)]
+        return {prefix + name: getattr(self, name) for name in names}
+
 
 class JobFeed:
     """One Thoonk job feed. All methods are single atomic round trips."""
@@ -113,31 +113,27 @@ class JobFeed:
         self.name = feed
         self.keys = FeedKeys(feed)
         self.worker_id = worker_id or new_worker_id()
-        self._scripts = {name: redis.register_script(_load_script(name)) for name in SCRIPT_NAMES}
+        # A script without a mirror never touches its mirror_* keys.
+        self._named_keys = {**self.keys.named(), **self.keys.named("mirror_")}
+
+    def _run(self, script: str, args: list, client=None, mirror: JobFeed | None = None):
+        keys = self._named_keys if mirror is None else {**self._named_keys, **mirror.keys.named("mirror_")}
+        return run_script(self.redis, script, keys, args, client=client)
 
     # --- producing -----------------------------------------------------------
     def put(self, item: bytes | str, priority: bool = False, job_id: str | None = None) -> str:
         job_id = job_id or uuid.uuid4().hex
-        k = self.keys
-        self._scripts["put"](
-            keys=[k.ids, k.items, k.published, k.publishes],
-            args=[job_id, item, "1" if priority else "0"],
-        )
+        self._run("put", [job_id, item, "1" if priority else "0"])
         return job_id
 
     def put_many(self, items, priority: bool = False) -> list[str]:
         """Put several jobs in one round trip (one script call each, pipelined)."""
-        k = self.keys
         ids = []
         pipe = self.redis.pipeline(transaction=False)
         for item in items:
             job_id = uuid.uuid4().hex
             ids.append(job_id)
-            self._scripts["put"](
-                keys=[k.ids, k.items, k.published, k.publishes],
-                args=[job_id, item, "1" if priority else "0"],
-                client=pipe,
-            )
+            self._run("put", [job_id, item, "1" if priority else "0"], client=pipe)
         pipe.execute()
         return ids
 
@@ -148,14 +144,7 @@ class JobFeed:
         With `mirror`, each claimed job is also put on the mirror feed in the
         same step (a shadow pipeline reads that feed).
         """
-        k = self.keys
-        keys = [k.ids, k.items, k.claimed, k.cancelled, k.claimedby, k.workers]
-        if mirror is not None:
-            m = mirror.keys
-            keys += [m.ids, m.items, m.published, m.publishes]
-        flat = self._scripts["claim"](
-            keys=keys, args=[self.worker_id, count, "1" if mirror is not None else "0"]
-        )
+        flat = self._run("claim", [self.worker_id, count, "1" if mirror is not None else "0"], mirror=mirror)
         return [ClaimedJob(_text(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def wait_for_jobs(self, timeout: float) -> bool:
@@ -180,91 +169,36 @@ class JobFeed:
         if not job_ids:
             return 0
         results = results or [""] * len(job_ids)
-        k = self.keys
         args = ["1" if notify else "0"]
         for job_id, result in zip(job_ids, results, strict=True):
             args += [job_id, result]
-        return self._scripts["finish"](
-            keys=[
-                k.claimed,
-                k.cancelled,
-                k.published,
-                k.finishes,
-                k.items,
-                k.claimedby,
-                k.finish_channel,
-            ],
-            args=args,
-        )
+        return self._run("finish", args)
 
     def cancel(self, job_ids, count_failure: bool = True) -> int:
         """Return claimed jobs to the queue (a failure unless count_failure=False)."""
         job_ids = list(job_ids)
         if not job_ids:
             return 0
-        k = self.keys
-        return self._scripts["cancel"](
-            keys=[k.claimed, k.cancelled, k.ids, k.claimedby],
-            args=["1" if count_failure else "0", *job_ids],
-        )
+        return self._run("cancel", ["1" if count_failure else "0", *job_ids])
 
     def release(self, job_ids) -> int:
         """Give jobs back untried (shutdown): they keep their place, no failure counted."""
         return self.cancel(job_ids, count_failure=False)
 
     def stall(self, job_id: str, reason: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["stall"](
-                keys=[k.claimed, k.cancelled, k.stalled, k.published, k.claimedby, k.stallreasons],
-                args=[job_id, reason],
-            )
-        )
+        return bool(self._run("stall", [job_id, reason]))
 
     def retry(self, job_id: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["retry"](
-                keys=[k.stalled, k.ids, k.published, k.stallreasons, k.cancelled], args=[job_id]
-            )
-        )
+        return bool(self._run("retry", [job_id]))
 
     def retract(self, job_id: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["retract"](
-                keys=[
-                    k.items,
-                    k.cancelled,
-                    k.published,
-                    k.stalled,
-                    k.claimed,
-                    k.ids,
-                    k.claimedby,
-                    k.stallreasons,
-                ],
-                args=[job_id],
-            )
-        )
+        return bool(self._run("retract", [job_id]))
 
     def reclaim_expired(
         self, visibility_timeout: float, max_failures: int, limit: int = 1000
     ) -> tuple[int, int]:
         """Requeue (or stall) claims whose worker is silent; returns (requeued, stalled)."""
-        k = self.keys
-        requeued, stalled = self._scripts["reclaim"](
-            keys=[
-                k.claimed,
-                k.cancelled,
-                k.ids,
-                k.claimedby,
-                k.workers,
-                k.stalled,
-                k.published,
-                k.stallreasons,
-            ],
-            args=[int(visibility_timeout * 1000), max_failures, limit],
-        )
+        requeued, stalled = self._run("reclaim", [int(visibility_timeout * 1000), max_failures, limit])
         return int(requeued), int(stalled)
 
     # --- inspecting ----------------------------------------------------------
