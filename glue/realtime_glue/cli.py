@@ -13,7 +13,7 @@ import time  # noqa: E402
 from . import __version__  # noqa: E402
 from .config import GlueConfig, config_path, load_config  # noqa: E402
 from .errors import ConfigError  # noqa: E402
-from .jobqueue import JobFeed  # noqa: E402
+from .jobqueue import JobFeed, JobState  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
 from .stage import StageContext  # noqa: E402
 
@@ -144,9 +144,9 @@ def cmd_status(args, config: GlueConfig) -> int:
     for row in rows:
         age = row["oldest_unfinished_seconds"]
         print(f"{row['pipeline']} (feed {row['feed']}):")
+        states = "  ".join(f"{state.value} {row[state.value]}" for state in JobState)
         print(
-            f"  ready {row['ready']}  claimed {row['claimed']}  stalled {row['stalled']}"
-            f"  workers {row['workers']}  oldest unfinished {'-' if age is None else f'{age:.1f}s'}"
+            f"  {states}  workers {row['workers']}  oldest unfinished {'-' if age is None else f'{age:.1f}s'}"
         )
         if "publishes_per_second" in row:
             print(f"  rates: put {row['publishes_per_second']}/s  finished {row['finishes_per_second']}/s")

@@ -26,6 +26,7 @@ that stops heartbeating are returned to the queue by `reclaim_expired`.
 
 from __future__ import annotations
 
+import enum
 import os
 import socket
 import uuid
@@ -36,6 +37,14 @@ from .lua_scripts import run_script
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobState(enum.Enum):
+    """Where a job is. A finished (or retracted) job is nowhere: its state is None."""
+
+    READY = "ready"  # in feed.ids, waiting to be claimed
+    CLAIMED = "claimed"  # in feed.claimed, held by a worker
+    STALLED = "stalled"  # in feed.stalled, the dead-letter, with its reason
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,27 @@ class JobFeed:
             for i, r in zip(ids, reasons, strict=True)
         }
 
+    def state(self, job_id: str) -> JobState | None:
+        """Where the job is now; None once it is finished or retracted."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zscore(self.keys.claimed, job_id)
+        pipe.sismember(self.keys.stalled, job_id)
+        pipe.lpos(self.keys.ids, job_id)
+        claimed, stalled, ready = pipe.execute()
+        if claimed is not None:
+            return JobState.CLAIMED
+        if stalled:
+            return JobState.STALLED
+        return JobState.READY if ready is not None else None
+
+    def count_by_state(self) -> dict[JobState, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.keys.ids)
+        pipe.zcard(self.keys.claimed)
+        pipe.scard(self.keys.stalled)
+        ready, claimed, stalled = pipe.execute()
+        return {JobState.READY: ready, JobState.CLAIMED: claimed, JobState.STALLED: stalled}
+
     def item(self, job_id: str) -> bytes | None:
         return self.redis.hget(self.keys.items, job_id)
 
@@ -231,20 +261,17 @@ class JobFeed:
         return max(0.0, (sec * 1000 + usec / 1000 - oldest[0][1]) / 1000)
 
     def counts(self) -> dict[str, int]:
+        """Jobs per state (keyed by JobState values), unfinished, counters and live workers."""
         k = self.keys
+        by_state = self.count_by_state()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.llen(k.ids)
-        pipe.zcard(k.claimed)
-        pipe.scard(k.stalled)
         pipe.zcard(k.published)
         pipe.get(k.publishes)
         pipe.get(k.finishes)
         pipe.zcount(k.workers, _redis_now_ms(self.redis) - 60_000, "+inf")
-        ready, claimed, stalled, unfinished, publishes, finishes, workers = pipe.execute()
+        unfinished, publishes, finishes, workers = pipe.execute()
         return {
-            "ready": ready,
-            "claimed": claimed,
-            "stalled": stalled,
+            **{state.value: count for state, count in by_state.items()},
             "unfinished": unfinished,
             "publishes": int(publishes or 0),
             "finishes": int(finishes or 0),
