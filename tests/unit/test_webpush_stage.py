@@ -7,8 +7,7 @@ import re
 import pytest
 from conftest import message
 
-from realtime_glue.errors import ConfigError
-from realtime_glue.message import Reject, TransientFailure
+from realtime_glue.errors import ConfigError, Reject, TransientFailure
 from realtime_glue.publishers.webpush import WebPushPublish
 from realtime_glue.webpush.ece import MAX_PLAINTEXT_BYTES
 from realtime_glue.webpush.vapid import VapidKey

@@ -30,10 +30,10 @@ import logging
 import os
 from collections import defaultdict
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Reject, TransientFailure
 from ..keyfile import read_private_key
-from ..message import Message, Reject, TransientFailure
-from ..stages import Stage
+from ..message import Message
+from ..stage import Stage
 from ..webpush import ece
 from ..webpush.backlog import OriginBacklogs
 from ..webpush.deadletter import DeadLetters

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from ..errors import ConfigError
 from ..jobqueue import JobFeed
 from ..keyfile import read_private_key
-from ..stages import StageContext
+from ..stage import StageContext
 from .backlog import backlog_feed_name, backlog_index_key
 from .deadletter import DeadLetters
 from .delivery import now_ms
@@ -175,10 +175,12 @@ def cmd_subscriptions(args, config) -> int:
 
 
 def _stage(config, pipeline: str, redis):
-    from ..publishers.webpush import WebPushPublish
+    from ..registry import stage_class
 
     try:
-        return WebPushPublish(_options(config, pipeline), StageContext(pipeline=pipeline, redis=redis))
+        return stage_class("webpush")(
+            _options(config, pipeline), StageContext(pipeline=pipeline, redis=redis)
+        )
     except ConfigError as exc:
         raise exc.under(f"pipelines.{pipeline}.webpush") from None
 

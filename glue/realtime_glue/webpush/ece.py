@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..errors import GlueError
+
 KEY_INFO = b"WebPush: info\x00"
 CEK_INFO = b"Content-Encoding: aes128gcm\x00"
 NONCE_INFO = b"Content-Encoding: nonce\x00"
@@ -39,7 +41,7 @@ MAX_BODY_BYTES = 4096
 MAX_PLAINTEXT_BYTES = MAX_BODY_BYTES - HEADER_BYTES - TAG_BYTES - 1
 
 
-class DecryptionError(ValueError):
+class DecryptionError(GlueError, ValueError):
     """The body is not an aes128gcm message this key can open."""
 
 

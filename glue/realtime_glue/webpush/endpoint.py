@@ -32,6 +32,7 @@ from gevent import socket
 from gevent.pywsgi import WSGIServer
 
 from ..channels import channel_problem
+from ..errors import GlueError
 from .subscriptions import InvalidSubscription, SubscriptionStore, parse_subscription, subscription_id
 from .token import InvalidToken, check_token
 
@@ -42,7 +43,7 @@ MAX_THREADS_PER_USER = 1000
 PREFIX = "/webpush/"
 
 
-class HttpError(Exception):
+class HttpError(GlueError):
     def __init__(self, status: HTTPStatus, message: str):
         super().__init__(message)
         self.status = status

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..errors import GlueError
 from .base64url import b64url_decode, b64url_encode
 from .ece import AUTH_SECRET_BYTES, PUBLIC_KEY_BYTES, load_public_key
 
@@ -60,7 +61,7 @@ return dropped
 """
 
 
-class InvalidSubscription(ValueError):
+class InvalidSubscription(GlueError, ValueError):
     pass
 
 

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import time
 
+from ..errors import GlueError
 from .base64url import b64url_decode, b64url_encode
 
 KEY_BYTES = 32
@@ -23,7 +24,7 @@ MAX_USER_LENGTH = 128
 _CONTEXT = b"realtime-glue webpush v1"
 
 
-class InvalidToken(ValueError):
+class InvalidToken(GlueError, ValueError):
     pass
 
 
