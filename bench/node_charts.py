@@ -123,12 +123,12 @@ def settings_panel(ax, settings: dict | None) -> None:
         ax.set_axis_off()
         return
     rows = settings["variants"]
-    names = [f"{r['group']}: {r['name']}" for r in rows]
+    names = [f"{r['group']}: {r['name']} ({r['message_bytes']} B, {r['placement']})" for r in rows]
     values = [r["node_cpu_per_delivery_us"] for r in rows]
     colours = ["#55a868" if r.get("chosen") else "#8c8c8c" for r in rows]
     ax.barh(names, values, color=colours)
     for i, r in enumerate(rows):
-        ax.annotate(f" p99 {r['p99_ms']} ms", (values[i], i), va="center", fontsize=7)
+        ax.annotate(f" p99 {r['p99_ms']} / last {r['last_ms']} ms", (values[i], i), va="center", fontsize=7)
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     ax.set_xlabel(

@@ -284,6 +284,21 @@ def make_node(bed: Testbed, kind: str, workers: int, ping_seconds: int, settings
     return node
 
 
+def flavour_available(flavour: str) -> tuple[bool, str]:
+    """Whether nginx loads this flavour's module here (`nginx -t` on the rendered config)."""
+    try:
+        node = PushNode(flavour)
+    except RuntimeError as error:
+        return False, str(error)
+    try:
+        node.check_config()
+        return True, ""
+    except RuntimeError as error:
+        return False, str(error).strip().splitlines()[-1]
+    finally:
+        node.cleanup()
+
+
 def held_by(node) -> int:
     """The node's own count. nchan's per-channel count only sees one worker's
     subscribers; its stub status counts them all (this node has one channel)."""
