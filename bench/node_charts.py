@@ -134,7 +134,12 @@ def settings_panel(ax, settings: dict | None) -> None:
     ax.set_xlabel(
         f"node CPU per delivery, µs ({settings['message_bytes']} B, {settings['subscribers']:,} subscribers)"
     )
-    ax.set_title("3. Settings compared (green: the role's default)")
+    winners = [
+        f"{g}: {v['best']} won" for g, v in settings.get("verdicts", {}).items() if v["role_default_beaten"]
+    ]
+    verdicts = "; ".join(winners) or "no variant beat the role's default in every round: the defaults stand"
+    load = " ".join(f"{x:.1f}" for x in settings["load_average_before"])
+    ax.set_title(f"3. Settings compared (green: the role's default; load {load})\n{verdicts}", fontsize=9)
     ax.margins(x=0.3)
 
 
