@@ -22,7 +22,9 @@ way, and leave the host's per-namespace sysctl values alone.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
+import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -32,6 +34,7 @@ CLONE_NEWNET = 0x40000000
 NODE_ADDRESS_APART = "198.18.0.1"
 CLIENT_NETWORK_APART = "198.18.{}.{}"
 PREFIX = "rgb"  # every namespace, link and cgroup this module makes starts with it
+SAVED_SYSCTL_DIR = "/tmp"  # the host values a run changed, until it has put them back
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/cpuacct"), Path("/sys/fs/cgroup"))
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -45,13 +48,30 @@ def in_netns(name: str, *argv: str, check: bool = True) -> subprocess.CompletedP
 
 
 def remove_leftovers() -> list[str]:
-    """Namespaces and cgroups of earlier runs whose process is gone (a run killed -9)."""
+    """Namespaces and cgroups of earlier runs whose process is gone (a run killed -9), and
+    the host sysctl values such a run had changed, put back."""
     removed = []
+    for saved in Path(SAVED_SYSCTL_DIR).glob(f"{PREFIX}*-sysctl.json"):
+        owner = saved.name[len(PREFIX) :].split("-")[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            for key, value in reversed(list(json.loads(saved.read_text()).items())):
+                subprocess.run(["sysctl", "-q", "-w", f"{key}={value}"], capture_output=True)
+            saved.unlink()
+            removed.append(str(saved))
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for line in listing.splitlines():
         name = line.split()[0] if line.split() else ""
         owner = name[len(PREFIX) :].split("-")[0]
         if name.startswith(PREFIX) and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            # That run's node and clients, orphaned: nothing else lives in its namespaces.
+            pids = subprocess.run(
+                ["ip", "netns", "pids", name], capture_output=True, text=True
+            ).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
             removed.append(name)
     for root in CGROUP_ROOTS:
@@ -59,6 +79,7 @@ def remove_leftovers() -> list[str]:
             owner = group.name[len(PREFIX) :].split("-")[0]
             if owner.isdigit() and not Path(f"/proc/{owner}").exists():
                 try:
+                    time.sleep(0.5)  # the processes killed above leave it
                     group.rmdir()
                     removed.append(str(group))
                 except OSError:
@@ -143,6 +164,8 @@ class Testbed:
             raise ValueError(f"placement {placement!r}: apart or loopback")
         if clients > 250 * 250:
             raise ValueError("too many client source addresses")
+        if placement == "apart" and (os.cpu_count() or 1) < 2:
+            raise ValueError("placement apart needs two CPUs (node on one, clients on the other)")
         self.placement = placement
         self.clients = clients
         self.sysctl_values = sysctl_values or {}
@@ -153,9 +176,10 @@ class Testbed:
         self.node_cpus = "0" if placement == "apart" else None
         self.client_cpus = "1" if placement == "apart" else None
         self.cpu = NodeCpu(f"{tag}-node")
+        self.saved_sysctl = Path(SAVED_SYSCTL_DIR) / f"{tag}-sysctl.json"
         self.sysctl_applied: dict[str, str] = {}
         self.sysctl_skipped: dict[str, str] = {}
-        self._host_previous: dict[str, str] = {}
+        self.host_values_changed: dict[str, str] = {}  # to put back on exit
 
     # --- addresses -----------------------------------------------------------------
 
@@ -228,21 +252,24 @@ class Testbed:
     def _apply_sysctl(self) -> None:
         """Each value in the namespaces where the kernel keeps it per namespace; the rest
         (tcp_mem, file-max, ...) on the host, put back on exit."""
+        # Every host value first, on disk: a run killed between two writes is undone by the next.
+        snapshot = {key: value for key in self.sysctl_values if (value := read_sysctl(key)) is not None}
+        self.saved_sysctl.write_text(json.dumps(snapshot))
         for key, value in self.sysctl_values.items():
-            host_before = read_sysctl(key)
+            host_before = snapshot.get(key)
             namespaces = {self.node_ns, self.client_ns}
             results = [in_netns(ns, "sysctl", "-q", "-w", f"{key}={value}", check=False) for ns in namespaces]
             if all(r.returncode == 0 for r in results):
                 if host_before is not None and read_sysctl(key) != host_before:
-                    self._host_previous.setdefault(key, host_before)  # global after all
+                    self.host_values_changed[key] = host_before  # global after all
                 self.sysctl_applied[key] = value
                 continue
             if host_before is None:
                 self.sysctl_skipped[key] = "not on this kernel"
                 continue
+            self.host_values_changed[key] = host_before
             done = subprocess.run(["sysctl", "-q", "-w", f"{key}={value}"], capture_output=True, text=True)
             if done.returncode == 0:
-                self._host_previous[key] = host_before
                 self.sysctl_applied[key] = value
             else:
                 self.sysctl_skipped[key] = done.stderr.strip() or f"sysctl exit {done.returncode}"
@@ -252,8 +279,9 @@ class Testbed:
         return " ".join(done.stdout.split()) if done.returncode == 0 else read_sysctl(key)
 
     def __exit__(self, *exc) -> None:
-        for key, value in reversed(list(self._host_previous.items())):
+        for key, value in reversed(list(self.host_values_changed.items())):
             subprocess.run(["sysctl", "-q", "-w", f"{key}={value}"], capture_output=True)
+        self.saved_sysctl.unlink(missing_ok=True)
         for namespace in dict.fromkeys((self.client_ns, self.node_ns)):
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
         self.cpu.remove()
