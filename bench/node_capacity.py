@@ -88,6 +88,7 @@ def measure() -> dict:
     notes.append(
         "pings off during the run (ping cost: node_settings.py); publishes carry Event-ID as the glue's do"
     )
+    notes.append("TCP segments are counted in the node's namespace: on loopback both ends' segments")
     results = {
         "timestamp": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
@@ -229,6 +230,7 @@ def print_report(results: dict) -> None:
             ("  p50 / p99 / last, ms", None),
             ("  delivered MB/s", "mb_per_second"),
             ("  delivered MB per node CPU-s", "mb_per_node_cpu_second"),
+            ("  TCP segments out / in per delivery", "segments"),
         ):
             cells = []
             for r in runs:
@@ -237,6 +239,8 @@ def print_report(results: dict) -> None:
                     cells.append("-")
                 elif key is None:
                     cells.append(f"{s['p50_ms']:.0f}/{s['p99_ms']:.0f}/{s['last_ms']:.0f}")
+                elif key == "segments":
+                    cells.append(f"{s['segments_out_per_delivery']} / {s['segments_in_per_delivery']}")
                 else:
                     cells.append(str(s[key]))
             print(f"  {label:<34}" + "".join(f"  {c:>{col}}" for c in cells))

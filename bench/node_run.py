@@ -574,5 +574,8 @@ def summary_by_size(result: dict) -> dict[int, dict]:
             "mb_per_second": median("mb_per_second"),
             "mb_per_node_cpu_second": median("mb_per_node_cpu_second"),
             "client_cpu_per_broadcast_ms": round(1000 * median("client_cpu_seconds"), 1),
+            # The node namespace's TCP segments (loopback: the clients' too) per delivery.
+            "segments_out_per_delivery": round(median("tcp_segments_out") / rows[0]["receivers"], 2),
+            "segments_in_per_delivery": round(median("tcp_segments_in") / rows[0]["receivers"], 2),
         }
     return out
