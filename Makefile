@@ -6,20 +6,17 @@ PY := $(VENV)/bin/python
 TIMED := tests/scripts/timed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
-# When set, tests and roles build the real nginx-push-stream-module from this
-# local copy; otherwise they run against Debian's libnginx-mod-nchan and say so.
-export PUSH_STREAM_SRC
 
 .PHONY: help deps test unit unit-debian integration lint lint-python lint-ansible \
-        lint-nginx lint-units deb repo package-test molecule base-image \
-        push-stream-module bench up down clean
+        lint-nginx lint-units deb module-deb repo package-test molecule base-image \
+        push-stream-module bench up down
 
 help:
 	@echo "make up            local cluster with the live page (see README)"
 	@echo "make down          remove the local cluster"
 	@echo "make test          everything: unit, integration, lint, package, molecule"
 	@echo "make bench         benchmarks (ratios against raw baselines, saved to bench/results/)"
-	@echo "make deb | repo    build the .deb | a local apt repository from it"
+	@echo "make deb | module-deb | repo   build realtime-glue | libnginx-mod-http-push-stream | a signed apt repository of both"
 	@echo "make lint          ruff, ansible-lint, lintian, nginx -t, systemd-analyze verify"
 
 ## --- set-up -----------------------------------------------------------------
@@ -57,10 +54,11 @@ lint-python: deps
 
 
 ## --- push-stream-module -----------------------------------------------------
-# nginx-push-stream-module from $PUSH_STREAM_SRC, built against Debian's nginx
-# source; says so and does nothing when PUSH_STREAM_SRC is unset (nchan flavour).
-push-stream-module:
-	tests/scripts/build-push-stream-module.sh
+# libnginx-mod-http-push-stream installed on this host with apt, as on a push
+# node: on Debian 12 the package `make module-deb` builds, on Debian 13
+# Debian's own. Fails, saying why, when the module cannot be had.
+push-stream-module: deps
+	tests/scripts/install-push-stream-module.sh
 
 ## --- deb, repo, lint-units, package-test -------------------------------------
 # The realtime-glue .deb from glue/ + packaging/debian/ (staged in build/deb/),
@@ -68,8 +66,14 @@ push-stream-module:
 deb: deps
 	packaging/build-deb.sh
 
+# libnginx-mod-http-push-stream for Debian 12 (nginx 1.22.1) from Debian's orig
+# tarball, checked against packaging/libnginx-mod-http-push-stream/orig.sha256
+# before it is unpacked; lintian-clean; lands in packaging/out/.
+module-deb: deps
+	packaging/build-module-deb.sh
+
 # A signed flat apt repository of packaging/out/*.deb in packaging/out/repo.
-repo: deb
+repo: deb module-deb
 	packaging/make-repo.sh
 
 # systemd-analyze verify (and the offline security score) of the package's units.
@@ -97,9 +101,8 @@ bench: deps push-stream-module
 	/usr/bin/python3 bench/node_charts.py
 
 ## --- lint-nginx -------------------------------------------------------------
-# nginx -t on nginx/push-stream.conf rendered for both flavours (push_stream
-# only when `make push-stream-module` has built the module).
-lint-nginx: deps
+# nginx -t on nginx/push-stream.conf rendered for both flavours.
+lint-nginx: deps push-stream-module
 	$(PY) tests/scripts/lint-nginx.py
 
 ## --- base-image ---------------------------------------------------------------

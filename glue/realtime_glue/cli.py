@@ -13,11 +13,9 @@ import time  # noqa: E402
 from . import __version__  # noqa: E402
 from .config import GlueConfig, config_path, load_config  # noqa: E402
 from .errors import ConfigError  # noqa: E402
-from .jobqueue import JobFeed  # noqa: E402
+from .jobqueue import JobFeed, JobState  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
-from .publishers.backlog import backlog_feed_name  # noqa: E402
-from .publishers.push_node import PushNode  # noqa: E402
-from .stages import StageContext  # noqa: E402
+from .stage import StageContext  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -116,13 +114,13 @@ def pipeline_status(config: GlueConfig, name: str, redis) -> dict:
     feed = JobFeed(redis, pc.feed)
     status = {"pipeline": name, "feed": pc.feed, **feed.counts()}
     status["oldest_unfinished_seconds"] = feed.oldest_unfinished_age()
-    backlogs = {}
-    if "http" in pc.stages:
-        for url in pc.stage_options.get("http", {}).get("nodes", []):
-            label = PushNode.label_of(url)
-            counts = JobFeed(redis, backlog_feed_name(name, label)).counts()
-            backlogs[label] = counts["ready"] + counts["claimed"]
-    status["backlog"] = backlogs
+    status["backlog"] = {}
+    pipeline = build_pipeline(name, pc.stages, pc.stage_options, StageContext(name, redis=redis), pc.preset)
+    try:
+        for stage in pipeline.stages:
+            status.update(stage.status())
+    finally:
+        pipeline.close()
     return status
 
 
@@ -146,9 +144,9 @@ def cmd_status(args, config: GlueConfig) -> int:
     for row in rows:
         age = row["oldest_unfinished_seconds"]
         print(f"{row['pipeline']} (feed {row['feed']}):")
+        states = "  ".join(f"{state.value} {row[state.value]}" for state in JobState)
         print(
-            f"  ready {row['ready']}  claimed {row['claimed']}  stalled {row['stalled']}"
-            f"  workers {row['workers']}  oldest unfinished {'-' if age is None else f'{age:.1f}s'}"
+            f"  {states}  workers {row['workers']}  oldest unfinished {'-' if age is None else f'{age:.1f}s'}"
         )
         if "publishes_per_second" in row:
             print(f"  rates: put {row['publishes_per_second']}/s  finished {row['finishes_per_second']}/s")

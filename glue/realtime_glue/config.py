@@ -11,11 +11,10 @@ import tomllib
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .pipeline import PRESETS
+from .registry import PRESETS, STAGES
 
 DEFAULT_PATH = "/etc/realtime-glue/glue.toml"
 ENV_PATH = "REALTIME_GLUE_CONFIG"
-_STAGE_TABLES = ("json", "anonymize", "encrypt", "format", "validate", "http", "file")
 
 
 @dataclass
@@ -190,7 +189,7 @@ class _Reader:
 
     def pipeline(self, name: str, pipelines: dict, config: GlueConfig) -> PipelineConfig:
         where = f"pipelines.{name}"
-        known = ("feed", "preset", "stages", "concurrency", "mirror_feed", "metrics_listen", *_STAGE_TABLES)
+        known = ("feed", "preset", "stages", "concurrency", "mirror_feed", "metrics_listen", *STAGES)
         table = self.table(pipelines, name, where, known)
         preset = self.value(table, "preset", where, str, "")
         stages = self.value(table, "stages", where, list, [])
@@ -207,7 +206,7 @@ class _Reader:
         for index, stage in enumerate(stages):
             if not isinstance(stage, str):
                 raise ConfigError(f"{where}.stages[{index}]", f"expected a stage name, got {stage!r}")
-        options = {stage: dict(self.table(table, stage, f"{where}.{stage}", None)) for stage in _STAGE_TABLES}
+        options = {stage: dict(self.table(table, stage, f"{where}.{stage}", None)) for stage in STAGES}
         if "http" in stages:
             # The [push] section, already checked, unless the pipeline names its own.
             own_nodes = "nodes" in options["http"]

@@ -1,4 +1,4 @@
-"""Keeps this worker's claims alive, and returns dead workers' claims to their queue."""
+"""Tells Redis this worker is alive: its entry in each feed's workers set."""
 
 from __future__ import annotations
 
@@ -13,28 +13,14 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat(Actor):
-    def __init__(self, feeds: list[JobFeed], visibility_timeout: float, max_failures: int, metrics=None):
+    def __init__(self, feeds: list[JobFeed], interval: float):
         super().__init__(name="heartbeat")
         self.feeds = feeds
-        self.visibility_timeout = visibility_timeout
-        self.max_failures = max_failures
-        self.metrics = metrics
-        self.interval = max(0.05, visibility_timeout / 3)
+        self.interval = interval
 
     def beat_once(self) -> None:
         for feed in self.feeds:
             feed.heartbeat()
-            requeued, stalled = feed.reclaim_expired(self.visibility_timeout, self.max_failures)
-            if requeued or stalled:
-                log.warning(
-                    "feed %s: %d expired claims requeued, %d stalled after too many failures",
-                    feed.name,
-                    requeued,
-                    stalled,
-                )
-                if self.metrics is not None:
-                    self.metrics.reclaimed.inc(requeued)
-                    self.metrics.stalled.inc(stalled)
 
     def run(self) -> None:
         while not self.stopping:

@@ -26,21 +26,25 @@ that stops heartbeating are returned to the queue by `reclaim_expired`.
 
 from __future__ import annotations
 
+import enum
 import os
 import socket
 import uuid
 from dataclasses import dataclass
-from importlib import resources
 
-SCRIPT_NAMES = ("put", "claim", "finish", "cancel", "stall", "retry", "retract", "reclaim")
-
-
-def _load_script(name: str) -> str:
-    return resources.files("realtime_glue").joinpath(f"lua/{name}.lua").read_text()
+from .lua_scripts import run_script
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobState(enum.Enum):
+    """Where a job is. A finished (or retracted) job is nowhere: its state is None."""
+
+    READY = "ready"  # in feed.ids, waiting to be claimed
+    CLAIMED = "claimed"  # in feed.claimed, held by a worker
+    STALLED = "stalled"  # in feed.stalled, the dead-letter, with its reason
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,11 @@ class FeedKeys:
     def stallreasons(self) -> str:
         return f"feed.stallreasons:{self.feed}"
 
+    def named(self, prefix: str = "") -> dict[str, str]:
+        """Every key by the name the Lua scripts give it (`prefix` + name)."""
+        names = [n for n in dir(type(self)) if isinstance(getattr(type(self), n), property)]
+        return {prefix + name: getattr(self, name) for name in names}
+
 
 class JobFeed:
     """One Thoonk job feed. All methods are single atomic round trips."""
@@ -113,31 +122,27 @@ class JobFeed:
         self.name = feed
         self.keys = FeedKeys(feed)
         self.worker_id = worker_id or new_worker_id()
-        self._scripts = {name: redis.register_script(_load_script(name)) for name in SCRIPT_NAMES}
+        # A script without a mirror never touches its mirror_* keys.
+        self._named_keys = {**self.keys.named(), **self.keys.named("mirror_")}
+
+    def _run(self, script: str, args: list, client=None, mirror: JobFeed | None = None):
+        keys = self._named_keys if mirror is None else {**self._named_keys, **mirror.keys.named("mirror_")}
+        return run_script(self.redis, script, keys, args, client=client)
 
     # --- producing -----------------------------------------------------------
     def put(self, item: bytes | str, priority: bool = False, job_id: str | None = None) -> str:
         job_id = job_id or uuid.uuid4().hex
-        k = self.keys
-        self._scripts["put"](
-            keys=[k.ids, k.items, k.published, k.publishes],
-            args=[job_id, item, "1" if priority else "0"],
-        )
+        self._run("put", [job_id, item, "1" if priority else "0"])
         return job_id
 
     def put_many(self, items, priority: bool = False) -> list[str]:
         """Put several jobs in one round trip (one script call each, pipelined)."""
-        k = self.keys
         ids = []
         pipe = self.redis.pipeline(transaction=False)
         for item in items:
             job_id = uuid.uuid4().hex
             ids.append(job_id)
-            self._scripts["put"](
-                keys=[k.ids, k.items, k.published, k.publishes],
-                args=[job_id, item, "1" if priority else "0"],
-                client=pipe,
-            )
+            self._run("put", [job_id, item, "1" if priority else "0"], client=pipe)
         pipe.execute()
         return ids
 
@@ -148,14 +153,7 @@ class JobFeed:
         With `mirror`, each claimed job is also put on the mirror feed in the
         same step (a shadow pipeline reads that feed).
         """
-        k = self.keys
-        keys = [k.ids, k.items, k.claimed, k.cancelled, k.claimedby, k.workers]
-        if mirror is not None:
-            m = mirror.keys
-            keys += [m.ids, m.items, m.published, m.publishes]
-        flat = self._scripts["claim"](
-            keys=keys, args=[self.worker_id, count, "1" if mirror is not None else "0"]
-        )
+        flat = self._run("claim", [self.worker_id, count, "1" if mirror is not None else "0"], mirror=mirror)
         return [ClaimedJob(_text(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def wait_for_jobs(self, timeout: float) -> bool:
@@ -180,91 +178,36 @@ class JobFeed:
         if not job_ids:
             return 0
         results = results or [""] * len(job_ids)
-        k = self.keys
         args = ["1" if notify else "0"]
         for job_id, result in zip(job_ids, results, strict=True):
             args += [job_id, result]
-        return self._scripts["finish"](
-            keys=[
-                k.claimed,
-                k.cancelled,
-                k.published,
-                k.finishes,
-                k.items,
-                k.claimedby,
-                k.finish_channel,
-            ],
-            args=args,
-        )
+        return self._run("finish", args)
 
     def cancel(self, job_ids, count_failure: bool = True) -> int:
         """Return claimed jobs to the queue (a failure unless count_failure=False)."""
         job_ids = list(job_ids)
         if not job_ids:
             return 0
-        k = self.keys
-        return self._scripts["cancel"](
-            keys=[k.claimed, k.cancelled, k.ids, k.claimedby],
-            args=["1" if count_failure else "0", *job_ids],
-        )
+        return self._run("cancel", ["1" if count_failure else "0", *job_ids])
 
     def release(self, job_ids) -> int:
         """Give jobs back untried (shutdown): they keep their place, no failure counted."""
         return self.cancel(job_ids, count_failure=False)
 
     def stall(self, job_id: str, reason: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["stall"](
-                keys=[k.claimed, k.cancelled, k.stalled, k.published, k.claimedby, k.stallreasons],
-                args=[job_id, reason],
-            )
-        )
+        return bool(self._run("stall", [job_id, reason]))
 
     def retry(self, job_id: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["retry"](
-                keys=[k.stalled, k.ids, k.published, k.stallreasons, k.cancelled], args=[job_id]
-            )
-        )
+        return bool(self._run("retry", [job_id]))
 
     def retract(self, job_id: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["retract"](
-                keys=[
-                    k.items,
-                    k.cancelled,
-                    k.published,
-                    k.stalled,
-                    k.claimed,
-                    k.ids,
-                    k.claimedby,
-                    k.stallreasons,
-                ],
-                args=[job_id],
-            )
-        )
+        return bool(self._run("retract", [job_id]))
 
     def reclaim_expired(
         self, visibility_timeout: float, max_failures: int, limit: int = 1000
     ) -> tuple[int, int]:
         """Requeue (or stall) claims whose worker is silent; returns (requeued, stalled)."""
-        k = self.keys
-        requeued, stalled = self._scripts["reclaim"](
-            keys=[
-                k.claimed,
-                k.cancelled,
-                k.ids,
-                k.claimedby,
-                k.workers,
-                k.stalled,
-                k.published,
-                k.stallreasons,
-            ],
-            args=[int(visibility_timeout * 1000), max_failures, limit],
-        )
+        requeued, stalled = self._run("reclaim", [int(visibility_timeout * 1000), max_failures, limit])
         return int(requeued), int(stalled)
 
     # --- inspecting ----------------------------------------------------------
@@ -278,6 +221,27 @@ class JobFeed:
             i: _text(r) if r is not None else "(no reason recorded)"
             for i, r in zip(ids, reasons, strict=True)
         }
+
+    def state(self, job_id: str) -> JobState | None:
+        """Where the job is now; None once it is finished or retracted."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zscore(self.keys.claimed, job_id)
+        pipe.sismember(self.keys.stalled, job_id)
+        pipe.lpos(self.keys.ids, job_id)
+        claimed, stalled, ready = pipe.execute()
+        if claimed is not None:
+            return JobState.CLAIMED
+        if stalled:
+            return JobState.STALLED
+        return JobState.READY if ready is not None else None
+
+    def count_by_state(self) -> dict[JobState, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.keys.ids)
+        pipe.zcard(self.keys.claimed)
+        pipe.scard(self.keys.stalled)
+        ready, claimed, stalled = pipe.execute()
+        return {JobState.READY: ready, JobState.CLAIMED: claimed, JobState.STALLED: stalled}
 
     def item(self, job_id: str) -> bytes | None:
         return self.redis.hget(self.keys.items, job_id)
@@ -297,20 +261,17 @@ class JobFeed:
         return max(0.0, (sec * 1000 + usec / 1000 - oldest[0][1]) / 1000)
 
     def counts(self) -> dict[str, int]:
+        """Jobs per state (keyed by JobState values), unfinished, counters and live workers."""
         k = self.keys
+        by_state = self.count_by_state()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.llen(k.ids)
-        pipe.zcard(k.claimed)
-        pipe.scard(k.stalled)
         pipe.zcard(k.published)
         pipe.get(k.publishes)
         pipe.get(k.finishes)
         pipe.zcount(k.workers, _redis_now_ms(self.redis) - 60_000, "+inf")
-        ready, claimed, stalled, unfinished, publishes, finishes, workers = pipe.execute()
+        unfinished, publishes, finishes, workers = pipe.execute()
         return {
-            "ready": ready,
-            "claimed": claimed,
-            "stalled": stalled,
+            **{state.value: count for state, count in by_state.items()},
             "unfinished": unfinished,
             "publishes": int(publishes or 0),
             "finishes": int(finishes or 0),

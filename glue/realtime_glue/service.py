@@ -16,7 +16,8 @@ from .jobqueue import JobFeed, new_worker_id
 from .metrics import GlueMetrics
 from .notify import SystemdNotifier
 from .pipeline import build_pipeline
-from .stages import StageContext
+from .reclaimer import Reclaimer
+from .stage import StageContext
 from .worker import PipelineWorker
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,9 @@ class GlueService:
         )
         http = self.pipeline.stage("http")
         backlog_feeds = http.backlog_feeds() if http is not None else []
-        self.heartbeat = Heartbeat(
-            [self.feed, *backlog_feeds], config.visibility_timeout, config.max_failures, self.metrics
-        )
+        feeds = [self.feed, *backlog_feeds]
+        self.heartbeat = Heartbeat(feeds, interval=max(0.05, config.visibility_timeout / 3))
+        self.reclaimer = Reclaimer(feeds, config.visibility_timeout, config.max_failures, self.metrics)
         self._stop_requested = gevent.event.Event()
 
     def wait_for_redis(self) -> None:
@@ -95,6 +96,7 @@ class GlueService:
             self.metrics.serve(self.pipeline_config.metrics_listen)
         self.heartbeat.beat_once()
         self.heartbeat.start()
+        self.reclaimer.start()
         self.pipeline.start()
         self.worker.start()
         pc = self.pipeline_config
@@ -105,6 +107,7 @@ class GlueService:
         self.notifier.stopping(f"finishing in-flight jobs (grace {self.config.shutdown_grace:g}s)")
         self.worker.stop(self.config.shutdown_grace)
         self.pipeline.close()
+        self.reclaimer.stop()
         self.heartbeat.stop()
         try:
             self.feed.leave()

@@ -21,8 +21,9 @@ from gevent.pool import Pool
 
 from .actor import Actor
 from .backoff import backoff_delay
+from .errors import Reject, TransientFailure
 from .jobqueue import ClaimedJob, JobFeed
-from .message import Message, Reject, TransientFailure
+from .message import Message
 from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)

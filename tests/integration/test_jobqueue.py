@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from realtime_glue.jobqueue import JobFeed
+from realtime_glue.jobqueue import JobFeed, JobState
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def feed_for(client, name="jobs", worker="w1"):
 
 
 def where_is(client, feed: str, job_id: str) -> list[str]:
-    """Every structure of the feed that holds the id."""
+    """Every structure of the feed that holds the id (checked key by key, not by JobFeed.state)."""
     places = []
     if job_id.encode() in client.lrange(f"feed.ids:{feed}", 0, -1):
         places.append("ready")
@@ -42,22 +42,23 @@ def test_claims_come_oldest_first_and_priority_jumps_the_queue(client):
 def test_a_claimed_job_is_in_exactly_one_structure_at_every_step(client):
     feed = feed_for(client)
     job_id = feed.put("payload")
-    assert where_is(client, "jobs", job_id) == ["ready"]
+    assert where_is(client, "jobs", job_id) == ["ready"] and feed.state(job_id) is JobState.READY
     (job,) = feed.claim(10)
-    assert where_is(client, "jobs", job_id) == ["claimed"]
+    assert where_is(client, "jobs", job_id) == ["claimed"] and feed.state(job_id) is JobState.CLAIMED
     assert client.hget("feed.claimedby:jobs", job_id) == b"w1"
     assert feed.cancel([job.id]) == 1
     assert where_is(client, "jobs", job_id) == ["ready"]
     (job,) = feed.claim(10)
     assert job.failures == 1
     assert feed.stall(job.id, "bad payload")
-    assert where_is(client, "jobs", job_id) == ["stalled"]
+    assert where_is(client, "jobs", job_id) == ["stalled"] and feed.state(job_id) is JobState.STALLED
     assert feed.stalled_jobs() == {job_id: "bad payload"}
+    assert feed.count_by_state() == {JobState.READY: 0, JobState.CLAIMED: 0, JobState.STALLED: 1}
     assert feed.retry(job_id)
     assert where_is(client, "jobs", job_id) == ["ready"]
     (job,) = feed.claim(10)
     assert feed.finish([job.id]) == 1
-    assert where_is(client, "jobs", job_id) == []
+    assert where_is(client, "jobs", job_id) == [] and feed.state(job_id) is None
     assert client.hget("feed.items:jobs", job_id) is None
     assert client.get("feed.finishes:jobs") == b"1"
 

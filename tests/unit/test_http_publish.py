@@ -14,10 +14,10 @@ import pytest
 from conftest import message
 from gevent.pywsgi import WSGIServer
 
-from realtime_glue.message import Reject
+from realtime_glue.errors import PublishFailed, Reject
 from realtime_glue.publishers.backlog import NodeBacklog
 from realtime_glue.publishers.http import HttpPublish
-from realtime_glue.publishers.push_node import PublishFailed, PushNode
+from realtime_glue.publishers.push_node import PushNode
 from realtime_glue.stages.format import Format
 
 

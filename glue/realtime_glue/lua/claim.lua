@@ -1,28 +1,39 @@
 -- claim: move up to N ready ids into the claimed set in one step, so an id is
 -- always either ready or claimed, never in neither (Thoonk's get is not atomic).
--- KEYS: ids, items, claimed, cancelled, claimedby, workers, [mirror ids, mirror items, mirror published, mirror publishes]
--- ARGV: worker, count, mirror ("1" to copy each claimed job into the mirror feed)
+-- With mirror = "1", each claimed job is also put on the mirror feed.
 -- Returns a flat list: id, item, failures, id, item, failures, ...
+local ids = KEYS[1]
+local items = KEYS[2]
+local claimed = KEYS[3]
+local cancelled = KEYS[4]
+local claimedby = KEYS[5]
+local workers = KEYS[6]
+local mirror_ids = KEYS[7]
+local mirror_items = KEYS[8]
+local mirror_published = KEYS[9]
+local mirror_publishes = KEYS[10]
+local worker, count, mirror = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local out = {}
-redis.call('ZADD', KEYS[6], now, ARGV[1])
-for _ = 1, tonumber(ARGV[2]) do
-    local id = redis.call('RPOP', KEYS[1])
+redis.call('ZADD', workers, now, worker)
+for _ = 1, count do
+    local id = redis.call('RPOP', ids)
     if not id then break end
-    local item = redis.call('HGET', KEYS[2], id)
+    local item = redis.call('HGET', items, id)
     if item then
-        redis.call('ZADD', KEYS[3], now, id)
-        redis.call('HSET', KEYS[5], id, ARGV[1])
-        if ARGV[3] == '1' then
-            redis.call('LPUSH', KEYS[7], id)
-            redis.call('HSET', KEYS[8], id, item)
-            redis.call('ZADD', KEYS[9], now, id)
-            redis.call('INCR', KEYS[10])
+        redis.call('ZADD', claimed, now, id)
+        redis.call('HSET', claimedby, id, worker)
+        if mirror then
+            redis.call('LPUSH', mirror_ids, id)
+            redis.call('HSET', mirror_items, id, item)
+            redis.call('ZADD', mirror_published, now, id)
+            redis.call('INCR', mirror_publishes)
         end
         out[#out + 1] = id
         out[#out + 1] = item
-        out[#out + 1] = redis.call('HGET', KEYS[4], id) or '0'
+        out[#out + 1] = redis.call('HGET', cancelled, id) or '0'
     end
     -- An id without an item was retracted while queued: nothing to claim.
 end

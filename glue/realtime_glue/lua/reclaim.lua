@@ -2,37 +2,45 @@
 -- worker owns, such as a crashed Thoonk consumer's) to the queue once they are
 -- older than the visibility timeout, raising the failure count; a job that has
 -- failed max_failures times is stalled with the reason instead.
--- KEYS: claimed, cancelled, ids, claimedby, workers, stalled, published, stallreasons
--- ARGV: visibility_timeout_ms, max_failures, limit
+local claimed = KEYS[1]
+local cancelled = KEYS[2]
+local ids = KEYS[3]
+local claimedby = KEYS[4]
+local workers = KEYS[5]
+local stalled = KEYS[6]
+local published = KEYS[7]
+local stallreasons = KEYS[8]
+local visibility_ms, max_failures, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local deadline = now - tonumber(ARGV[1])
-local requeued, stalled = 0, 0
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', deadline, 'LIMIT', 0, tonumber(ARGV[3]))
+local deadline = now - visibility_ms
+local requeued, stalled_count = 0, 0
+local old = redis.call('ZRANGEBYSCORE', claimed, '-inf', deadline, 'LIMIT', 0, limit)
 for _, id in ipairs(old) do
-    local owner = redis.call('HGET', KEYS[4], id)
+    local owner = redis.call('HGET', claimedby, id)
     local alive = false
     if owner then
-        local beat = redis.call('ZSCORE', KEYS[5], owner)
+        local beat = redis.call('ZSCORE', workers, owner)
         alive = beat and tonumber(beat) >= deadline
     end
     if not alive then
-        redis.call('ZREM', KEYS[1], id)
-        redis.call('HDEL', KEYS[4], id)
-        local failures = redis.call('HINCRBY', KEYS[2], id, 1)
-        if failures >= tonumber(ARGV[2]) then
-            redis.call('HDEL', KEYS[2], id)
-            redis.call('SADD', KEYS[6], id)
-            redis.call('ZREM', KEYS[7], id)
-            redis.call('HSET', KEYS[8], id, 'claim expired ' .. failures ..
+        redis.call('ZREM', claimed, id)
+        redis.call('HDEL', claimedby, id)
+        local failures = redis.call('HINCRBY', cancelled, id, 1)
+        if failures >= max_failures then
+            redis.call('HDEL', cancelled, id)
+            redis.call('SADD', stalled, id)
+            redis.call('ZREM', published, id)
+            redis.call('HSET', stallreasons, id, 'claim expired ' .. failures ..
                 ' times: the worker holding it stopped heartbeating (' .. (owner or 'no glue worker') .. ')')
-            stalled = stalled + 1
+            stalled_count = stalled_count + 1
         else
-            redis.call('RPUSH', KEYS[3], id)
+            redis.call('RPUSH', ids, id)
             requeued = requeued + 1
         end
     end
 end
 -- Forget workers that have been silent for ten visibility timeouts.
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 10 * tonumber(ARGV[1]))
-return {requeued, stalled}
+redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 10 * visibility_ms)
+return {requeued, stalled_count}

@@ -15,8 +15,9 @@ import gevent
 
 from ..actor import Actor
 from ..backoff import backoff_delay
+from ..errors import PublishFailed
 from ..jobqueue import JobFeed
-from .push_node import PublishFailed, PushNode
+from .push_node import PushNode
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PublishFailed, Reject, TransientFailure
 from ..jobqueue import JobFeed
-from ..message import Message, Reject, TransientFailure
-from ..stages import Stage
+from ..message import Message
+from ..stage import Stage
 from .backlog import NodeBacklog, backlog_feed_name
-from .push_node import PublishFailed, PushNode
+from .push_node import PushNode
 
 
 class HttpPublish(Stage):
@@ -51,6 +51,9 @@ class HttpPublish(Stage):
 
     def backlog_feeds(self) -> list[JobFeed]:
         return [b.feed for b in self.backlogs.values()]
+
+    def status(self) -> dict:
+        return {"backlog": {label: backlog.depth() for label, backlog in self.backlogs.items()}}
 
     def process(self, message: Message) -> Message:
         (error,) = self.process_batch([message])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from ..message import Message
-from . import Stage
+from ..stage import Stage
 
 
 class Format(Stage):
