@@ -7,9 +7,9 @@ applied in the namespaces), changing one thing:
 
 - workers: worker_processes 1, the number of cores (the role's `auto`), twice and four
   times that; node and clients on loopback, unpinned, so the node can use every core;
-- send buffers (node and clients apart, 4 KB messages): net.ipv4.tcp_wmem's default
-  4 KiB / 16 KiB (the role's) / 64 KiB, and `sndbuf=8k` on the listen socket
-  (fixes every subscriber's buffer, no autotuning);
+- send buffers (4 KB messages; node and clients apart, and again on loopback as
+  `buffers lo`): net.ipv4.tcp_wmem's default 4 KiB / 16 KiB (the role's) / 64 KiB, and
+  `sndbuf=8k` on the listen socket (fixes every subscriber's buffer, no autotuning);
 - sysctl (apart): a fresh namespace's kernel defaults against the role's file;
 - pings: the CPU one EventSource ping costs per subscriber, measured with
   push_stream_ping_message_interval 1 s while idle, and what 10, 30 and 60 s mean for
@@ -24,7 +24,7 @@ Results: bench/results/node-settings-<time>.json and latest-node-settings.json.
 
 Environment: BENCH_SETTINGS_SUBSCRIBERS (16000: one worker must hold them all under the
 20,000 open-files cap), BENCH_SETTINGS_BROADCASTS (3), BENCH_SETTINGS_ROUNDS (2),
-BENCH_SETTINGS_GROUPS (workers,buffers,sysctl,ping).
+BENCH_SETTINGS_GROUPS (workers,buffers,buffers lo,sysctl,ping).
 """
 
 from __future__ import annotations
@@ -49,7 +49,11 @@ from support.push_node import role_variables  # noqa: E402
 SUBSCRIBERS = int(os.environ.get("BENCH_SETTINGS_SUBSCRIBERS", 16_000))
 BROADCASTS = int(os.environ.get("BENCH_SETTINGS_BROADCASTS", 3))
 ROUNDS = int(os.environ.get("BENCH_SETTINGS_ROUNDS", 2))
-GROUPS = [g for g in os.environ.get("BENCH_SETTINGS_GROUPS", "workers,buffers,sysctl,ping").split(",") if g]
+GROUPS = [
+    g
+    for g in os.environ.get("BENCH_SETTINGS_GROUPS", "workers,buffers,buffers lo,sysctl,ping").split(",")
+    if g
+]
 SYSCTL_FILE = REPO / "sysctl.d" / "60-realtime-glue.conf"
 RESULTS = BENCH / "results"
 NOISE = 0.15  # a variant must beat the role's default by more than this to count
@@ -77,27 +81,30 @@ def variants(role_sysctl: dict[str, str]) -> list[dict]:
                 "message_bytes": 128,
             }
         )
-    for default in (4096, int(wmem_default[1]), 65536):
+    # Apart and on loopback: the apart placement charges the node for every packet sent to
+    # the clients' CPU (a cross-CPU interrupt, a VM exit here), which buffer sizes can change.
+    for group, placement in (("buffers", "apart"), ("buffers lo", "loopback")):
+        for default in (4096, int(wmem_default[1]), 65536):
+            out.append(
+                {
+                    "group": group,
+                    "name": f"tcp_wmem default {default // 1024} KiB",
+                    "chosen": default == int(wmem_default[1]),
+                    "placement": placement,
+                    "sysctl": {"net.ipv4.tcp_wmem": f"{wmem_default[0]} {default} {wmem_default[2]}"},
+                    "message_bytes": 4096,
+                }
+            )
         out.append(
             {
-                "group": "buffers",
-                "name": f"tcp_wmem default {default // 1024} KiB",
-                "chosen": default == int(wmem_default[1]),
-                "placement": "apart",
-                "sysctl": {"net.ipv4.tcp_wmem": f"{wmem_default[0]} {default} {wmem_default[2]}"},
+                "group": group,
+                "name": "listen sndbuf=8k",
+                "chosen": False,
+                "placement": placement,
+                "settings": {"push_stream_listen": [f"{PORT} reuseport sndbuf=8k"]},
                 "message_bytes": 4096,
             }
         )
-    out.append(
-        {
-            "group": "buffers",
-            "name": "listen sndbuf=8k",
-            "chosen": False,
-            "placement": "apart",
-            "settings": {"push_stream_listen": [f"{PORT} reuseport sndbuf=8k"]},
-            "message_bytes": 4096,
-        }
-    )
     for name, chosen in (("kernel defaults", False), ("sysctl.d/60-realtime-glue.conf", True)):
         out.append(
             {
@@ -229,14 +236,14 @@ def print_report(results: dict) -> None:
         f" {results['broadcasts']} broadcasts ({CORES} cpus, load before {load})"
     )
     print(
-        f"  {'group':<8} {'variant':<32} {'place':<8} {'msg':>5} {'CPU/delivery':>12} {'p99 ms':>7}"
+        f"  {'group':<10} {'variant':<32} {'place':<8} {'msg':>5} {'CPU/delivery':>12} {'p99 ms':>7}"
         f" {'last ms':>7} {'connects/s':>10} {'drops':>6} {'load':>5}"
     )
     for r in results["variants"]:
         mark = "*" if r["chosen"] else " "
         drops = r["listen_drops"]
         print(
-            f" {mark}{r['group']:<8} {r['name']:<32} {r['placement']:<8} {r['message_bytes']:>5}"
+            f" {mark}{r['group']:<10} {r['name']:<32} {r['placement']:<8} {r['message_bytes']:>5}"
             f" {r['node_cpu_per_delivery_us']:>10} us {r['p99_ms']:>7} {r['last_ms']:>7}"
             f" {r['connects_per_second']:>10,} {drops:>6} {r['load_average']:>5}"
         )
