@@ -91,13 +91,18 @@ package-test: repo
 # Then encrypted Web Push messages per second from one glue process beside the
 # plain http stage, as ratios (see bench/webpush_bench.py; BENCH_GLUE_PYTHON=
 # /usr/bin/python3 runs the glue on Debian's python3-* packages).
-# Then one push node's capacity: 100,000 EventSource subscribers (BENCH_SUBSCRIBERS)
-# held and broadcast to, push-stream and nchan side by side, with the host's and
-# the role's sysctl values (see bench/node_capacity.py).
+# Then the push node: its settings compared (bench/node_settings.py), and its
+# CPU per delivery against bench/fanout_baseline.c with node and clients in
+# their own network namespaces, 250,000 subscribers (BENCH_SUBSCRIBERS), what
+# 1,000,000 need, bandwidth at 128 B / 1 KB / 4 KB (bench/node_capacity.py);
+# the chart bench/results/node-capacity.png (Debian's python3 + matplotlib).
+# The node benches take /tmp/rg-bench.lock: two at once would measure each other.
 bench: deps push-stream-module
 	$(PY) bench/glue_bench.py
 	$(PY) bench/webpush_bench.py
-	$(PY) bench/node_capacity.py
+	flock /tmp/rg-bench.lock $(PY) bench/node_settings.py
+	flock /tmp/rg-bench.lock $(PY) bench/node_capacity.py
+	/usr/bin/python3 bench/node_charts.py
 
 ## --- lint-nginx -------------------------------------------------------------
 # nginx -t on nginx/push-stream.conf rendered for both flavours.
