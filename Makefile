@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TIMED := tests/scripts/timed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+export ANSIBLE_CONFIG := $(CURDIR)/ansible/playbooks/ansible.cfg
 
 .PHONY: help deps test unit unit-debian integration lint lint-python lint-ansible \
         lint-nginx lint-units deb module-deb repo package-test molecule base-image \
