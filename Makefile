@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TIMED := tests/scripts/timed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+export ANSIBLE_CONFIG := $(CURDIR)/ansible/playbooks/ansible.cfg
 
 .PHONY: help deps test unit unit-debian integration lint lint-python lint-ansible \
         lint-nginx lint-units deb module-deb repo package-test molecule base-image \
@@ -80,9 +80,10 @@ repo: deb module-deb
 lint-units: deps
 	tests/scripts/lint-units.sh
 
-# Install, run, restart and purge the package in a systemd container.
+# Install, run, restart, upgrade and purge realtime-glue, then the push-stream
+# module package, in a systemd container of Debian 12 and one of Debian 13.
 package-test: repo
-	tests/package/test-package.sh
+	tests/package/test-releases.sh
 
 ## --- bench ------------------------------------------------------------------
 # Benchmarks, not tests: one glue process's throughput as ratios to wrk and to a
@@ -110,18 +111,22 @@ lint-nginx: deps push-stream-module
 	$(PY) tests/scripts/lint-nginx.py
 
 ## --- base-image ---------------------------------------------------------------
-# realtime-glue/systemd:bookworm, the systemd container image molecule and the
-# package test boot (debootstrap + docker import; cached: skipped when the
-# image exists, root fs tarball kept in build/base-image/). Starts the docker
-# engine if none answers (`tests/scripts/docker-engine.sh stop` stops it).
+# realtime-glue/systemd:bookworm-<recipe> and :trixie-<recipe>, the systemd
+# container images molecule, the package test and the cluster boot (debootstrap
+# + docker import; cached: skipped when the image exists, root fs tarball kept
+# in build/base-image/). Starts the docker engine if none answers
+# (`tests/scripts/docker-engine.sh stop` stops it).
 base-image:
 	tests/scripts/docker-engine.sh start
-	tests/image/build-base.sh
+	tests/image/build-base.sh bookworm
+	tests/image/build-base.sh trixie
 
 ## --- molecule -----------------------------------------------------------------
 # `molecule test` for every ansible/roles/*/molecule/* scenario, timed, with the
-# shared base config .config/molecule/config.yml. ROLES="redis" limits the run.
-molecule: deps base-image
+# shared base config .config/molecule/config.yml: each on Debian 12 and 13 at
+# once. The roles install from the repository `make repo` builds.
+# ROLES="redis" limits the run.
+molecule: deps base-image repo
 	ROLES="$(ROLES)" tests/scripts/molecule-all.sh
 
 ## --- lint-ansible -------------------------------------------------------------

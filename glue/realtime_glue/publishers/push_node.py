@@ -52,7 +52,7 @@ class PushNode:
 
     def _request(self, channel: str, event_id: str | None, body: bytes) -> bytes:
         head = [
-            f"POST {self.path_prefix}/pub?id={quote(channel, safe='')} HTTP/1.1".encode(),
+            f"POST {self.path_prefix}/pub?id={quote(channel, safe=':@=')} HTTP/1.1".encode(),
             b"Host: " + self._host_header,
             b"Content-Type: application/json",
             b"Content-Length: " + str(len(body)).encode(),
