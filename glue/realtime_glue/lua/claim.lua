@@ -16,6 +16,16 @@ local worker, count, mirror = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+-- Each claim gets a score of its own, after every claim already in the set, a
+-- microsecond apart: the claimed set's order is the claim order, so claims that
+-- expire together go back to the queue in the order they were taken (a batch
+-- claimed in one millisecond would otherwise be ordered by id). Counted in
+-- whole microseconds and written as text: Lua prints numbers with 14 digits.
+local score_us = now * 1000
+local last = redis.call('ZRANGE', claimed, -1, -1, 'WITHSCORES')
+if last[2] then
+    score_us = math.max(score_us, math.floor(tonumber(last[2]) * 1000 + 0.5) + 1)
+end
 local out = {}
 redis.call('ZADD', workers, now, worker)
 for _ = 1, count do
@@ -23,7 +33,9 @@ for _ = 1, count do
     if not id then break end
     local item = redis.call('HGET', items, id)
     if item then
-        redis.call('ZADD', claimed, now, id)
+        local score = string.format('%.0f.%03d', math.floor(score_us / 1000), score_us % 1000)
+        redis.call('ZADD', claimed, score, id)
+        score_us = score_us + 1
         redis.call('HSET', claimedby, id, worker)
         if mirror then
             redis.call('LPUSH', mirror_ids, id)
