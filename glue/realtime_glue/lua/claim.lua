@@ -1,6 +1,8 @@
 -- claim: move up to N ready ids into the claimed set in one step, so an id is
 -- always either ready or claimed, never in neither (Thoonk's get is not atomic).
 -- With mirror = "1", each claimed job is also put on the mirror feed.
+-- With a lease token, only the holder of the partition's lease may claim:
+-- anyone else gets an error starting with FENCED and claims nothing.
 -- Returns a flat list: id, item, failures, id, item, failures, ...
 local ids = KEYS[1]
 local items = KEYS[2]
@@ -12,7 +14,12 @@ local mirror_ids = KEYS[7]
 local mirror_items = KEYS[8]
 local mirror_published = KEYS[9]
 local mirror_publishes = KEYS[10]
-local worker, count, mirror = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local lease = KEYS[11]
+local worker, count, mirror, lease_token = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4]
+
+if lease_token ~= nil and lease_token ~= '' and redis.call('GET', lease) ~= lease_token then
+    return redis.error_reply('FENCED ' .. lease .. ' is not held by ' .. lease_token)
+end
 
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
