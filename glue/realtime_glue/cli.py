@@ -14,6 +14,7 @@ from . import __version__  # noqa: E402
 from .config import GlueConfig, config_path, load_config  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .jobqueue import JobFeed, JobState  # noqa: E402
+from .partitions import PartitionedFeed  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
 from .stage import StageContext  # noqa: E402
 from .webpush.commands import add_commands as add_webpush_commands  # noqa: E402
@@ -94,8 +95,23 @@ def cmd_run(args, config: GlueConfig) -> int:
     return 0
 
 
+def _producer(config: GlueConfig, target: str) -> PartitionedFeed:
+    """Where `enqueue` puts jobs: the pipeline's feed, or its channel's partition of it."""
+    if target.startswith("feed:"):
+        return PartitionedFeed(_redis(config), target[5:])
+    pc = config.pipeline(target)
+    return PartitionedFeed(_redis(config), pc.feed, pc.partitions)
+
+
 def cmd_enqueue(args, config: GlueConfig) -> int:
-    feed = _feed(config, args.pipeline)
+    try:
+        return _enqueue(args, _producer(config, args.pipeline))
+    except ValueError as exc:  # a partitioned feed needs the job's channel
+        print(f"realtime-glue: enqueue: {exc}", file=sys.stderr)
+        return 1
+
+
+def _enqueue(args, feed: PartitionedFeed) -> int:
     if args.payload is not None:
         print(feed.put(args.payload, priority=args.priority))
         return 0
