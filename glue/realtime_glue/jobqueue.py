@@ -23,6 +23,7 @@ and, for a partitioned feed (partitions.py, lease.py):
 
     feed.lease:<partition>  the token of the one instance processing the partition (SET NX PX)
     feed.instances:<f>      zset instance -> last beat (ms): the instances sharing the partitions
+    feed.partitioning:<f>   how many partitions <f> is read in (absent: one, the feed itself)
 
 Every operation is one Lua script, so a worker that dies between two commands
 leaves each id in exactly one of ids, claimed or stalled. Claims of a worker
@@ -116,6 +117,10 @@ class FeedKeys:
     @property
     def instances(self) -> str:
         return f"feed.instances:{self.feed}"
+
+    @property
+    def partitioning(self) -> str:
+        return f"feed.partitioning:{self.feed}"
 
     @property
     def stallreasons(self) -> str:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import zlib
 
-from .jobqueue import JobFeed
+from .jobqueue import FeedKeys, JobFeed
+from .lease import lease_holder
 
 
 def partition_of(channel: str, partitions: int) -> int:
@@ -53,9 +54,11 @@ def job_channel(item: bytes | str) -> str:
 
 
 class PartitionedFeed:
-    """The producer's side of a partitioned feed: puts each job on its channel's partition."""
+    """A feed in partitions as producers and operators see it: puts each job on its channel's
+    partition; counts, stalled jobs and retries over all of them."""
 
     def __init__(self, redis, feed: str, partitions: int = 1):
+        self.redis = redis
         self.name = feed
         self.partitions = partitions
         self.feeds = [JobFeed(redis, name) for name in partition_feed_names(feed, partitions)]
@@ -90,3 +93,74 @@ class PartitionedFeed:
             for index, job_id in zip(indexes, put, strict=True):
                 ids[index] = job_id
         return ids
+
+    # --- looking at it as a whole ---------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """JobFeed.counts summed over the partitions; `workers`: the distinct live ones."""
+        total: dict[str, int] = {}
+        for feed in self.feeds:
+            for key, value in feed.counts().items():
+                total[key] = total.get(key, 0) + value
+        if self.partitions > 1:
+            sec, _ = self.redis.time()
+            pipe = self.redis.pipeline(transaction=False)
+            for feed in self.feeds:
+                pipe.zrangebyscore(feed.keys.workers, (sec - 60) * 1000, "+inf")
+            total["workers"] = len(set().union(*(set(members) for members in pipe.execute())))
+        return total
+
+    def oldest_unfinished_age(self) -> float | None:
+        ages = [age for age in (feed.oldest_unfinished_age() for feed in self.feeds) if age is not None]
+        return max(ages) if ages else None
+
+    def partition_status(self) -> list[dict]:
+        """Each partition's depth and the instance holding its lease (None: nobody)."""
+        rows = []
+        for feed in self.feeds:
+            by_state = feed.count_by_state()
+            rows.append(
+                {
+                    "feed": feed.name,
+                    "holder": lease_holder(self.redis, feed.name),
+                    **{state.value: count for state, count in by_state.items()},
+                }
+            )
+        return rows
+
+    def stalled_jobs(self) -> dict[str, str]:
+        stalled: dict[str, str] = {}
+        for feed in self.feeds:
+            stalled.update(feed.stalled_jobs())
+        return stalled
+
+    def retry(self, job_id: str) -> bool:
+        """Put a stalled job back on the partition that holds it."""
+        return any(feed.retry(job_id) for feed in self.feeds)
+
+
+def record_partitioning(redis, feed: str, partitions: int) -> None:
+    """Record how many partitions `feed` is read in; refuse a different number while the
+    partitions of the number recorded hold jobs (ValueError, saying where they are).
+
+    A channel's partition depends on the number, so jobs queued under the old
+    number would be left where no instance reads them, or read beside the new
+    jobs of their channel, out of order. One partition is the feed itself: its
+    number is recorded only by the key's absence, so a plain feed gets no new key.
+    """
+    key = FeedKeys(feed).partitioning
+    recorded = int(redis.get(key) or 1)
+    if recorded != partitions:
+        old = PartitionedFeed(redis, feed, recorded)
+        counts = old.counts()
+        if counts["ready"] or counts["claimed"]:
+            names = ", ".join(f.name for f in old.feeds)
+            raise ValueError(
+                f"feed {feed!r} is read in {recorded} partition(s) ({names}), which still hold"
+                f" {counts['ready']} ready and {counts['claimed']} claimed jobs: a channel's partition"
+                f" depends on the number, so change it only once they are empty (or use a new feed name)"
+            )
+    if partitions == 1:
+        redis.delete(key)
+    else:
+        redis.set(key, partitions)

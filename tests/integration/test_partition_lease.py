@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 from realtime_glue.balancer import PartitionBalancer, PartitionState
 from realtime_glue.jobqueue import JobFeed
 from realtime_glue.lease import LeasedFeed, PartitionLease, lease_holder
-from realtime_glue.partitions import PartitionedFeed, partition_feed_names, partition_of
+from realtime_glue.partitions import PartitionedFeed, partition_feed_names, partition_of, record_partitioning
 from support.glue_process import wait_until
 
 N = 8
@@ -100,7 +100,7 @@ def test_claims_of_a_dead_holder_settle_once_reclaimed_to_the_front(client):
     assert not new.settled()
     wait_until(lambda: sum(feed.reclaim_expired(0.2, max_failures=5)) == 20, timeout=5, what="reclaim")
     assert new.settled()
-    assert [job.id for job in LeasedFeed(new, "b").claim(10)] == ids
+    assert [job.id for job in LeasedFeed(new, "b").claim(30)] == ids
 
 
 class Recorder:
@@ -217,3 +217,29 @@ def test_partitioned_producer_and_balanced_consumers_keep_each_channels_order(cl
                 envelope = json.loads(job.item)
                 seen.setdefault(envelope["channel"], []).append(envelope["data"]["n"])
     assert seen == {c: list(range(10)) for c in channels}
+
+
+def test_the_number_of_partitions_changes_only_while_the_old_ones_are_empty(client):
+    record_partitioning(client, "comments", 8)
+    assert client.get("feed.partitioning:comments") == b"8"
+    record_partitioning(client, "comments", 8)  # the same number: nothing to check
+    PartitionedFeed(client, "comments", 8).put(json.dumps({"channel": "news"}))
+    with pytest.raises(ValueError, match=r"read in 8 partition\(s\) \(comments.0, .*1 ready"):
+        record_partitioning(client, "comments", 16)
+    with pytest.raises(ValueError, match="read in 8 partition"):
+        record_partitioning(client, "comments", 1)
+    for feed in PartitionedFeed(client, "comments", 8).feeds:
+        for job in feed.claim(10):
+            feed.finish([job.id])
+    record_partitioning(client, "comments", 16)
+    assert client.get("feed.partitioning:comments") == b"16"
+    record_partitioning(client, "comments", 1)  # back to the plain feed: no key at all
+    assert client.get("feed.partitioning:comments") is None
+
+
+def test_a_plain_feed_with_jobs_is_not_split_under_them(client):
+    JobFeed(client, "comments").put("queued before partitions")
+    with pytest.raises(ValueError, match=r"read in 1 partition\(s\) \(comments\), which still hold 1 ready"):
+        record_partitioning(client, "comments", 4)
+    record_partitioning(client, "comments", 1)  # the default never needs the key
+    assert client.get("feed.partitioning:comments") is None
