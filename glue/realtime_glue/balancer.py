@@ -1,6 +1,6 @@
 """This instance's fair share of a partitioned feed: which partitions it processes.
 
-Every heartbeat interval the balancer
+Every round (a second, or a third of the lease's time to live if shorter) the balancer
 
 1. beats in feed.instances and counts the live instances;
 2. renews each lease it holds; a partition whose lease is lost (expired, taken
@@ -92,7 +92,9 @@ class PartitionBalancer:
         self.ttl = ttl
         self.open_partition = open_partition
         self.close_partition = close_partition
-        self.interval = interval if interval is not None else max(0.05, ttl / 3)
+        # Rounds are cheap (a beat and one renewal per partition held): short ones let a
+        # partition given up or released be taken at once.
+        self.interval = interval if interval is not None else min(1.0, max(0.05, ttl / 3))
         self.clock = clock
         self.instances = FeedInstances(redis, feed, instance, ttl)
         self.held: dict[int, Partition] = {}
