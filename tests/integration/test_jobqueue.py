@@ -189,3 +189,27 @@ def test_finish_sends_thoonks_job_finish_notice(client):
     feed.finish([job_id], results=["ok"], notify=True)
     notice = pubsub.get_message(timeout=2)
     assert notice["data"] == f"{job_id}\0ok".encode()
+
+
+def test_a_released_batch_comes_back_in_its_order_ahead_of_newer_jobs(client):
+    feed = feed_for(client)
+    batch = feed.put_many([f"job {n}" for n in range(10)])
+    newer = feed.put("newer")
+    claimed = feed.claim(10)
+    assert [job.id for job in claimed] == batch
+    assert feed.release([job.id for job in claimed]) == 10
+    again = feed.claim(11)
+    assert [job.id for job in again] == [*batch, newer]
+
+
+def test_failed_jobs_of_a_batch_are_retried_in_their_order_before_newer_jobs(client):
+    feed = feed_for(client)
+    batch = feed.put_many([f"job {n}" for n in range(6)])
+    newer = feed.put("newer")
+    feed.claim(6)
+    failed = [batch[1], batch[2], batch[4]]
+    assert feed.cancel(failed) == 3
+    feed.finish([batch[0], batch[3], batch[5]])
+    again = feed.claim(4)
+    assert [job.id for job in again] == [*failed, newer]
+    assert [job.failures for job in again] == [1, 1, 1, 0]
