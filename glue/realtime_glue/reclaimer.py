@@ -1,8 +1,17 @@
-"""Returns expired claims to their queue, or stalls them after too many failures."""
+"""Returns claims whose lease expired to their queue, or stalls them after too many failures.
+
+A lease expires when its worker has not renewed it for the visibility
+timeout. After an outage (Redis away, or this process just started) nobody
+could renew anything, so every lease looks expired: the reclaimer first
+waits one visibility timeout of unbroken contact with Redis, in which every
+live worker's heartbeat renews what it holds. Only what is still expired
+after that grace belongs to a dead worker. Times are Redis's own (TIME).
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import gevent
 
@@ -13,27 +22,47 @@ log = logging.getLogger(__name__)
 
 
 class Reclaimer(Actor):
-    def __init__(self, feeds: list[JobFeed], visibility_timeout: float, max_failures: int, metrics=None):
+    def __init__(
+        self,
+        feeds: list[JobFeed],
+        visibility_timeout: float,
+        max_failures: int,
+        metrics=None,
+        clock=time.monotonic,
+    ):
         super().__init__(name="reclaimer")
         self.feeds = feeds
         self.visibility_timeout = visibility_timeout
         self.max_failures = max_failures
         self.metrics = metrics
         self.interval = max(0.05, visibility_timeout / 3)
+        self.clock = clock
+        # No reclaiming before this (monotonic) time: a start or a lost Redis sets it.
+        self.grace_until = clock() + visibility_timeout
 
     def reclaim_once(self) -> None:
-        for feed in self.feeds:
-            requeued, stalled = feed.reclaim_expired(self.visibility_timeout, self.max_failures)
-            if requeued or stalled:
-                log.warning(
-                    "feed %s: %d expired claims requeued, %d stalled after too many failures",
-                    feed.name,
-                    requeued,
-                    stalled,
-                )
-                if self.metrics is not None:
-                    self.metrics.reclaimed.inc(requeued)
-                    self.metrics.stalled.inc(stalled)
+        if self.clock() < self.grace_until:
+            return
+        try:
+            for feed in self.feeds:
+                self._reclaim(feed)
+        except Exception:
+            # Redis was away: leases could not be renewed meanwhile; give them a grace again.
+            self.grace_until = self.clock() + self.visibility_timeout
+            raise
+
+    def _reclaim(self, feed: JobFeed) -> None:
+        requeued, stalled = feed.reclaim_expired(self.visibility_timeout, self.max_failures)
+        if requeued or stalled:
+            log.warning(
+                "feed %s: %d claims whose lease expired requeued, %d stalled after too many failures",
+                feed.name,
+                requeued,
+                stalled,
+            )
+            if self.metrics is not None:
+                self.metrics.reclaimed.inc(requeued)
+                self.metrics.stalled.inc(stalled)
 
     def run(self) -> None:
         while not self.stopping:

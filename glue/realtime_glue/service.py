@@ -60,10 +60,17 @@ class GlueService:
             finish_notices=config.finish_notices,
         )
         http = self.pipeline.stage("http")
-        backlog_feeds = http.backlog_feeds() if http is not None else []
-        feeds = [self.feed, *backlog_feeds]
-        self.heartbeat = Heartbeat(feeds, interval=max(0.05, config.visibility_timeout / 3))
-        self.reclaimer = Reclaimer(feeds, config.visibility_timeout, config.max_failures, self.metrics)
+        backlog_holders = http.backlog_holders() if http is not None else []
+        self.heartbeat = Heartbeat(
+            [(self.feed, self.worker.held_ids), *backlog_holders],
+            interval=max(0.05, config.visibility_timeout / 3),
+        )
+        self.reclaimer = Reclaimer(
+            [self.feed, *(feed for feed, _ in backlog_holders)],
+            config.visibility_timeout,
+            config.max_failures,
+            self.metrics,
+        )
         self._stop_requested = gevent.event.Event()
 
     def wait_for_redis(self) -> None:

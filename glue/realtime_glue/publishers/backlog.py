@@ -46,6 +46,10 @@ class NodeBacklog(Actor):
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.down = False
+        # The records this drainer has claimed and not yet settled (their leases are renewed).
+        self.holding: list[str] = []
+        # The records this drainer has claimed and not yet settled (their leases are renewed).
+        self.holding: list[str] = []
 
     def hold(self, channel: str, event_id: str | None, body: bytes, reason: str) -> None:
         """Keep a message the node did not take; it is safe in Redis on return."""
@@ -56,6 +60,9 @@ class NodeBacklog(Actor):
         self.down = True
         record = {"channel": channel, "event_id": event_id, "body": body.decode()}
         self.feed.put(json.dumps(record, separators=(",", ":")))
+
+    def held_ids(self) -> list[str]:
+        return list(self.holding)
 
     def depth(self) -> int:
         counts = self.feed.counts()
@@ -95,6 +102,7 @@ class NodeBacklog(Actor):
         jobs = self.feed.claim(BATCH)
         if not jobs:
             return 0
+        self.holding = [job.id for job in jobs]
         delivered: list[str] = []
         sent = []
         try:
@@ -115,6 +123,7 @@ class NodeBacklog(Actor):
             self.feed.finish(delivered)
             done = set(delivered)
             self.feed.release([j.id for j in jobs if j.id not in done])
+            self.holding = []
             self._report_depth(self.depth())
         return len(delivered)
 

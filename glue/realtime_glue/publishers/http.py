@@ -8,6 +8,7 @@ message.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ..errors import ConfigError, PublishFailed, Reject, TransientFailure
 from ..jobqueue import JobFeed
@@ -51,6 +52,10 @@ class HttpPublish(Stage):
 
     def backlog_feeds(self) -> list[JobFeed]:
         return [b.feed for b in self.backlogs.values()]
+
+    def backlog_holders(self) -> list[tuple[JobFeed, Callable[[], list[str]]]]:
+        """Each backlog's feed and the records its drainer holds (for the heartbeat)."""
+        return [(b.feed, b.held_ids) for b in self.backlogs.values()]
 
     def status(self) -> dict:
         return {"backlog": {label: backlog.depth() for label, backlog in self.backlogs.items()}}
