@@ -35,6 +35,8 @@ class GlueConfig:
     path: str
     redis_url: str
     redis_password: str | None
+    # Seconds any Redis command may take before it counts as failed (a hung Redis).
+    redis_timeout: float
     visibility_timeout: float
     max_failures: int
     claim_batch: int
@@ -116,7 +118,7 @@ class _Reader:
         for name in self.data:
             if name not in top_keys:
                 raise ConfigError(name, f"unknown section (known: {', '.join(top_keys)})")
-        redis = self.table(self.data, "redis", "redis", ("url", "password_file"))
+        redis = self.table(self.data, "redis", "redis", ("url", "password_file", "timeout"))
         queue = self.table(
             self.data,
             "queue",
@@ -153,6 +155,15 @@ class _Reader:
             path=self.path,
             redis_url=url,
             redis_password=password,
+            redis_timeout=self.value(
+                redis,
+                "timeout",
+                "redis",
+                float,
+                5.0,
+                lambda v: v >= 2,
+                "seconds >= 2 (above the 1 s wait for jobs)",
+            ),
             visibility_timeout=self.value(
                 queue, "visibility_timeout", "queue", float, 30.0, lambda v: v > 0, "seconds > 0"
             ),

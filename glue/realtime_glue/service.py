@@ -24,10 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def connect_redis(config: GlueConfig) -> redis_lib.Redis:
+    # Every command has a deadline: a Redis that accepts connections and never
+    # answers (stopped, swapping, a dead network path) becomes an error the
+    # retry loops report and retry, never a loop blocked forever.
     return redis_lib.Redis.from_url(
         config.redis_url,
         password=config.redis_password,
-        socket_connect_timeout=5,
+        socket_connect_timeout=config.redis_timeout,
+        socket_timeout=config.redis_timeout,
         socket_keepalive=True,
         health_check_interval=30,
         max_connections=None,

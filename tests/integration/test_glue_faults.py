@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from realtime_glue.jobqueue import JobFeed
-from support.glue_process import GlueProcess, feed_counts, wait_until, write_config
+from support.glue_process import DEBIAN_PYTHON, GlueProcess, feed_counts, wait_until, write_config
 
 CONCURRENCY = 32
 
@@ -200,6 +200,10 @@ def test_redis_restart_with_aof_the_glue_reconnects_and_carries_on(workdir, redi
         collector.close()
 
 
+def _redis_timeouts(log: str, part: str) -> list[str]:
+    return [line for line in log.splitlines() if part in line and "Timeout" in line]
+
+
 def _worker_pids(master_pid: int) -> list[int]:
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
     return [int(p) for p in children.read_text().split()] if children.exists() else []
@@ -211,3 +215,33 @@ def _stored_messages(node, channel: str) -> int:
         return int(json.loads(body)["published_messages"])
     _, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
     return int(json.loads(body)["messages"])
+
+
+def test_a_hung_redis_is_noticed_and_the_glue_carries_on_after(workdir, redis_server, push_node):
+    """redis-server stopped with SIGSTOP accepts connections and never answers. The glue runs on
+    Debian's python3-redis 4.3, as the package does (newer redis-py happens to time out some
+    commands on a connection that served a blocking wait, which hides the missing timeout)."""
+    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    glue = GlueProcess(config, "comments", python=DEBIAN_PYTHON).start()
+    collector = Collector(push_node, "faults")
+    push_node.wait_for_subscribers("faults")
+    try:
+        os.kill(redis_server.process.pid, signal.SIGSTOP)  # [redis] timeout: 5 s by default
+        try:
+            # Every loop notices, not only the blocking waits (redis-py 5+ times those out
+            # itself): the heartbeat's plain ZADD hung forever without a socket timeout.
+            wait_until(
+                lambda: _redis_timeouts(glue.log(), "heartbeat"),
+                30,
+                interval=0.5,
+                what="the heartbeat to log that Redis does not answer",
+            )
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        print(_redis_timeouts(glue.log(), "")[:3])
+        ids = JobFeed(redis_server.client(), "comments").put_many([comment(n) for n in range(20)])
+        wait_until(lambda: collector.unique() >= set(ids), 60, interval=0.2, what="jobs after Redis answers")
+        assert glue.alive()
+    finally:
+        glue.terminate()
+        collector.close()

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import redis
 
+GLUE_SOURCE = Path(__file__).resolve().parents[2] / "glue"
+# The interpreter and python3-* libraries the .deb runs on (redis-py 4.3 on Debian 12).
+DEBIAN_PYTHON = "/usr/bin/python3"
+
 
 def write_config(directory: Path, redis_url: str, nodes: list[str], pipelines: str, extra: str = "") -> Path:
     """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables."""
@@ -62,6 +66,8 @@ class GlueProcess:
         self.notify.bind(str(notify_path))
         self.notify.settimeout(timeout)
         env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1"}
+        if self.python == DEBIAN_PYTHON:
+            env["PYTHONPATH"] = str(GLUE_SOURCE)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             self.command("run", self.pipeline), stdout=self._log, stderr=subprocess.STDOUT, env=env
@@ -102,7 +108,10 @@ class GlueProcess:
         return self.process is not None and self.process.poll() is None
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(*args), input=input, capture_output=True, text=True, timeout=60)
+        env = {**os.environ, "PYTHONPATH": str(GLUE_SOURCE)} if self.python == DEBIAN_PYTHON else None
+        return subprocess.run(
+            self.command(*args), input=input, capture_output=True, text=True, timeout=60, env=env
+        )
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.05, what: str = "condition"):

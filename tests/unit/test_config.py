@@ -62,6 +62,7 @@ def test_toml_and_yaml_load_the_same(raw, name, tmp_path):
     path.write_bytes(raw)
     config = load_config(str(path))
     assert config.redis_url == "redis://127.0.0.1:6380/2"
+    assert config.redis_timeout == 5.0  # a hung Redis is noticed by default
     assert config.visibility_timeout == 12.0 and isinstance(config.visibility_timeout, float)
     assert config.max_failures == 3
     assert config.claim_batch == 64
@@ -129,6 +130,7 @@ def test_unknown_pipeline_key_is_named():
         (b"[queue]\nvisibility_timeout=0\n", "queue.visibility_timeout", "seconds > 0"),
         (b"[queue]\nmax_failures=1.5\n", "queue.max_failures", "integer"),
         (b"[redis]\nurl='http://x'\n", "redis.url", "redis://"),
+        (b"[redis]\ntimeout=1\n", "redis.timeout", "seconds >= 2"),
         (b"[push]\nnodes=['10.0.0.1']\n", "push.nodes[0]", r"an http\(s\)://"),
         (b"[push]\nnodes='http://x'\n", "push.nodes", "expected list"),
         (b"[metrics]\nlisten='localhost'\n", "metrics.listen", "host:port"),
