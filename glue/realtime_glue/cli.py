@@ -17,6 +17,10 @@ from .jobqueue import JobFeed, JobState  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
 from .stage import StageContext  # noqa: E402
 
+# sysexits.h: systemd shows these by name (status=78/CONFIG), and glue@.service
+# does not restart on EX_CONFIG: a bad config stays bad until someone edits it.
+EX_CONFIG = 78
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="realtime-glue", description=__doc__)
@@ -63,7 +67,7 @@ def main(argv=None) -> int:
         return args.func(args, config) or 0
     except ConfigError as exc:
         print(f"realtime-glue: config error: {exc}", file=sys.stderr)
-        return 2
+        return EX_CONFIG
     except BrokenPipeError:
         return 0
 

@@ -11,6 +11,7 @@ import redis as redis_lib
 
 from .backoff import backoff_delay
 from .config import GlueConfig
+from .errors import ConfigError
 from .heartbeat import Heartbeat
 from .jobqueue import JobFeed, new_worker_id
 from .metrics import GlueMetrics
@@ -50,7 +51,10 @@ class GlueService:
             pipeline=pipeline_name, redis=self.redis, worker_id=self.worker_id, metrics=self.metrics
         )
         pc = self.pipeline_config
-        self.pipeline = build_pipeline(pc.name, pc.stages, pc.stage_options, context, pc.preset)
+        try:
+            self.pipeline = build_pipeline(pc.name, pc.stages, pc.stage_options, context, pc.preset)
+        except ConfigError as exc:
+            raise exc.under(f"pipelines.{pc.name}") from None
         self.feed = JobFeed(self.redis, pc.feed, worker_id=self.worker_id)
         mirror = JobFeed(self.redis, pc.mirror_feed) if pc.mirror_feed else None
         self.worker = PipelineWorker(
