@@ -224,6 +224,22 @@ def test_push_node_posts_to_pub_with_event_id(server):
     ]
 
 
+@pytest.mark.parametrize(
+    ("channel", "event_id"),
+    [("news\r\nX-Injected: 1", "j1"), ("news", "j1\r\nX-Injected: 1"), ("news", "j1\nid: 9"), ("a b", "j1")],
+)
+def test_push_node_sends_nothing_with_a_channel_or_event_id_unfit_for_a_request(server, channel, event_id):
+    url, requests, _ = server
+    node = PushNode(url, timeout=5)
+    try:
+        with pytest.raises(Reject, match="cannot be sent"):
+            node.publish(channel, event_id, b"{}")
+        node.publish("news", "j2", b"{}")  # the connection is fine for the next message
+    finally:
+        node.close()
+    assert [(r["query"], r["event_id"]) for r in requests] == [("id=news", "j2")]
+
+
 def test_push_node_refusal_is_a_publish_failure(server):
     url, _, state = server
     state["status"] = "403 Forbidden"

@@ -115,6 +115,11 @@ class NodeBacklog(Actor):
                     self.feed.stall(job.id, f"backlog record is unreadable: {type(exc).__name__}: {exc}")
                     delivered.append(job.id)
                     continue
+                problem = PushNode.unsendable(channel, event_id)
+                if problem:
+                    self.feed.stall(job.id, f"backlog record: {problem}")
+                    delivered.append(job.id)
+                    continue
                 sent.append((job.id, self.node.start_publish(channel, event_id, body)))
             for job_id, pending in sent:
                 self.node.finish_publish(pending, self.node.timeout)

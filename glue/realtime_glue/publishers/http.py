@@ -79,6 +79,10 @@ class HttpPublish(Stage):
             if message.body is None:
                 errors[index] = Reject("http: the message has no body (put a format stage before http)")
                 continue
+            problem = PushNode.unsendable(message.channel, message.event_id)
+            if problem:
+                errors[index] = Reject(f"http: {problem}")
+                continue
             for node in self.nodes:
                 backlog = self.backlogs.get(node.label)
                 if backlog is not None and backlog.down:

@@ -17,7 +17,8 @@ from urllib.parse import quote, urlsplit
 
 import gevent
 
-from ..errors import PublishFailed
+from ..channels import channel_problem, event_id_problem
+from ..errors import PublishFailed, Reject
 from ..http_client import PipelinedHttpClient, Response
 
 DELIVERED = (200, 201, 202)
@@ -50,7 +51,20 @@ class PushNode:
             spawn=spawn,
         )
 
+    @staticmethod
+    def unsendable(channel, event_id) -> str | None:
+        """Why a message with this channel and event id cannot be published, or None."""
+        problem = channel_problem(channel, wildcard_prefix="") or (
+            event_id_problem(event_id) if event_id is not None else None
+        )
+        return f"the message cannot be sent: {problem}" if problem else None
+
     def _request(self, channel: str, event_id: str | None, body: bytes) -> bytes:
+        # Checked here, where the values enter a request line and a header, whatever
+        # stages ran before (or whatever a backlog record in Redis says).
+        problem = self.unsendable(channel, event_id)
+        if problem:
+            raise Reject(f"{self.label}: {problem}")
         head = [
             f"POST {self.path_prefix}/pub?id={quote(channel, safe='')} HTTP/1.1".encode(),
             b"Host: " + self._host_header,
