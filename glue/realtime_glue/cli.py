@@ -47,15 +47,19 @@ def main(argv=None) -> int:
     p.add_argument("--sample", type=float, default=1.0, help="seconds over which to measure rates (0: none)")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("stalled", help="list a pipeline's stalled jobs with the reason each was stalled")
+    p = sub.add_parser(
+        "stalled",
+        help="list a pipeline's stalled jobs and each push node's dead-letter, with the reason of each",
+    )
     p.add_argument("pipeline")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stalled)
 
-    p = sub.add_parser("retry", help="put stalled jobs back on the queue")
+    p = sub.add_parser("retry", help="put stalled jobs (or a node's dead letters) back on the queue")
     p.add_argument("pipeline")
     p.add_argument("ids", nargs="*")
     p.add_argument("--all", action="store_true", help="retry every stalled job")
+    p.add_argument("--node", help="retry this push node's dead letters (host:port) into its backlog")
     p.set_defaults(func=cmd_retry)
 
     p = sub.add_parser("check-config", help="validate the config file and build every pipeline")
@@ -113,13 +117,34 @@ def cmd_enqueue(args, config: GlueConfig) -> int:
     return 0
 
 
+def _built(config: GlueConfig, name: str, redis):
+    """The pipeline's stages, built as `run` builds them (nothing is started)."""
+    pc = config.pipeline(name)
+    try:
+        return build_pipeline(name, pc.stages, pc.stage_options, StageContext(name, redis=redis), pc.preset)
+    except ConfigError as exc:
+        raise exc.under(f"pipelines.{name}") from None
+
+
+def _dead_letter_feeds(config: GlueConfig, name: str, redis) -> dict[str, JobFeed]:
+    pipeline = _built(config, name, redis)
+    try:
+        return {
+            where: feed
+            for stage in pipeline.stages
+            for where, feed in getattr(stage, "dead_letter_feeds", dict)().items()
+        }
+    finally:
+        pipeline.close()
+
+
 def pipeline_status(config: GlueConfig, name: str, redis) -> dict:
     pc = config.pipeline(name)
     feed = JobFeed(redis, pc.feed)
     status = {"pipeline": name, "feed": pc.feed, **feed.counts()}
     status["oldest_unfinished_seconds"] = feed.oldest_unfinished_age()
     status["backlog"] = {}
-    pipeline = build_pipeline(name, pc.stages, pc.stage_options, StageContext(name, redis=redis), pc.preset)
+    pipeline = _built(config, name, redis)
     try:
         for stage in pipeline.stages:
             status.update(stage.status())
@@ -154,25 +179,47 @@ def cmd_status(args, config: GlueConfig) -> int:
         )
         if "publishes_per_second" in row:
             print(f"  rates: put {row['publishes_per_second']}/s  finished {row['finishes_per_second']}/s")
+        limit = row.get("backlog_limit")
         for node, depth in row["backlog"].items():
-            print(f"  backlog {node}: {depth}")
+            dropped = row.get("backlog_dropped", {}).get(node, {})
+            full = "  FULL: dropping the oldest" if limit and depth >= limit else ""
+            print(
+                f"  backlog {node}: {depth}{full}  dead letters {row.get('dead_letters', {}).get(node, 0)}"
+                f"  dropped: {dropped.get('expired', 0)} past the node's message TTL,"
+                f" {dropped.get('full', 0)} over the limit of {limit}"
+            )
     return 0
 
 
 def cmd_stalled(args, config: GlueConfig) -> int:
     feed = _feed(config, args.pipeline)
-    stalled = feed.stalled_jobs()
+    rows = [{"id": i, "reason": r, "node": None} for i, r in feed.stalled_jobs().items()]
+    if not args.pipeline.startswith("feed:"):
+        for node, dead_letters in _dead_letter_feeds(config, args.pipeline, feed.redis).items():
+            rows += [{"id": i, "reason": r, "node": node} for i, r in dead_letters.stalled_jobs().items()]
     if args.json:
-        print(json.dumps([{"id": i, "reason": r} for i, r in stalled.items()], indent=2))
+        print(json.dumps(rows, indent=2))
         return 0
-    for job_id, reason in stalled.items():
-        print(f"{job_id}  {reason}")
-    print(f"{len(stalled)} stalled", file=sys.stderr)
+    node = None
+    for row in rows:
+        if row["node"] != node:
+            node = row["node"]
+            print(f"node {node}: messages it refused for good (its dead-letter)")
+        print(f"{'  ' if node else ''}{row['id']}  {row['reason']}")
+    own = sum(1 for row in rows if row["node"] is None)
+    print(f"{own} stalled, {len(rows) - own} in push nodes' dead-letters", file=sys.stderr)
     return 0
 
 
 def cmd_retry(args, config: GlueConfig) -> int:
     feed = _feed(config, args.pipeline)
+    if args.node:
+        dead_letters = _dead_letter_feeds(config, args.pipeline, feed.redis)
+        if args.node not in dead_letters:
+            known = ", ".join(dead_letters) or "none"
+            print(f"no push node {args.node} in pipeline {args.pipeline} (nodes: {known})", file=sys.stderr)
+            return 1
+        feed = dead_letters[args.node]
     ids = list(feed.stalled_jobs()) if args.all else args.ids
     if not ids:
         print("nothing to retry: give job ids or --all", file=sys.stderr)

@@ -44,6 +44,10 @@ class GlueConfig:
     finish_notices: bool
     push_nodes: list[str]
     push_timeout: float
+    # The nodes' push_stream_message_ttl: a backlog drops what is held longer.
+    push_message_ttl: float
+    # Messages a node's backlog holds at most; then the oldest are dropped (alerted).
+    push_backlog_limit: int
     metrics_listen: str
     pipelines: dict[str, PipelineConfig]
 
@@ -125,7 +129,7 @@ class _Reader:
             "queue",
             ("visibility_timeout", "max_failures", "claim_batch", "shutdown_grace", "finish_notices"),
         )
-        push = self.table(self.data, "push", "push", ("nodes", "timeout"))
+        push = self.table(self.data, "push", "push", ("nodes", "timeout", "message_ttl", "backlog_limit"))
         metrics = self.table(self.data, "metrics", "metrics", ("listen",))
         pipelines = self.table(self.data, "pipelines", "pipelines", None)
 
@@ -179,6 +183,12 @@ class _Reader:
             finish_notices=self.value(queue, "finish_notices", "queue", bool, True),
             push_nodes=nodes,
             push_timeout=self.value(push, "timeout", "push", float, 5.0, lambda v: v > 0, "seconds > 0"),
+            push_message_ttl=self.value(
+                push, "message_ttl", "push", float, 300.0, lambda v: v > 0, "seconds > 0"
+            ),
+            push_backlog_limit=self.value(
+                push, "backlog_limit", "push", int, 100_000, lambda v: v >= 1, "an integer >= 1"
+            ),
             metrics_listen=listen,
             pipelines={},
         )
@@ -223,6 +233,8 @@ class _Reader:
             own_nodes = "nodes" in options["http"]
             options["http"].setdefault("nodes", config.push_nodes)
             options["http"].setdefault("timeout", config.push_timeout)
+            options["http"].setdefault("message_ttl", config.push_message_ttl)
+            options["http"].setdefault("backlog_limit", config.push_backlog_limit)
             if not options["http"]["nodes"]:
                 raise ConfigError(
                     f"{where}.http.nodes" if own_nodes else "push.nodes",

@@ -18,6 +18,7 @@ The glue adds three keys Thoonk does not read, to close Thoonk's gaps:
     feed.claimedby:<f>     hash id -> worker holding the claim
     feed.workers:<f>       zset worker -> last heartbeat (ms)
     feed.stallreasons:<f>  hash id -> why the job was stalled
+    feed.dropped:<f>       hash expired|full -> items trim() dropped (backlogs only)
 
 Every operation is one Lua script, so a worker that dies between two commands
 leaves each id in exactly one of ids, claimed or stalled.
@@ -114,6 +115,10 @@ class FeedKeys:
     def stallreasons(self) -> str:
         return f"feed.stallreasons:{self.feed}"
 
+    @property
+    def dropped(self) -> str:
+        return f"feed.dropped:{self.feed}"
+
     def named(self, prefix: str = "") -> dict[str, str]:
         """Every key by the name the Lua scripts give it (`prefix` + name)."""
         names = [n for n in dir(type(self)) if isinstance(getattr(type(self), n), property)]
@@ -151,6 +156,22 @@ class JobFeed:
             self._run("put", [job_id, item, "1" if priority else "0"], client=pipe)
         pipe.execute()
         return ids
+
+    def bury(self, item: bytes | str, reason: str) -> str:
+        """Put an item straight into the dead-letter with the reason (never queued)."""
+        job_id = uuid.uuid4().hex
+        self._run("bury", [job_id, item, reason])
+        return job_id
+
+    def trim(self, max_age: float, max_length: int) -> tuple[int, int]:
+        """Drop the oldest ready items older than `max_age` seconds, then beyond
+        `max_length`; returns (expired, over the length). Counted in feed.dropped."""
+        expired, full = self._run("trim", [int(max_age * 1000), max_length])
+        return int(expired), int(full)
+
+    def dropped_counts(self) -> dict[str, int]:
+        counts = self.redis.hgetall(self.keys.dropped)
+        return {reason: int(counts.get(reason.encode(), 0)) for reason in ("expired", "full")}
 
     # --- consuming -----------------------------------------------------------
     def claim(self, count: int = 1, mirror: JobFeed | None = None) -> list[ClaimedJob]:

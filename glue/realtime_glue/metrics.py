@@ -27,6 +27,19 @@ class GlueMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+        self.dead_letters = Counter(
+            "glue_node_dead_letters_total",
+            "Messages a push node refused for good (4xx), kept in its dead-letter",
+            ["node"],
+            registry=self.registry,
+        )
+        self.backlog_dropped = Counter(
+            "glue_backlog_dropped_total",
+            "Held messages dropped from a node's backlog: older than the node's message TTL "
+            "(reason=expired) or beyond the backlog limit (reason=full)",
+            ["node", "reason"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "glue_jobs_in_flight", "Jobs claimed and not yet finished", registry=self.registry
         )

@@ -9,12 +9,14 @@ import signal
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from realtime_glue.jobqueue import JobFeed
 from support.glue_process import DEBIAN_PYTHON, GlueProcess, feed_counts, wait_until, write_config
+from support.ports import free_port
 
 CONCURRENCY = 32
 
@@ -245,3 +247,48 @@ def test_a_hung_redis_is_noticed_and_the_glue_carries_on_after(workdir, redis_se
     finally:
         glue.terminate()
         collector.close()
+
+
+def test_a_long_node_outage_keeps_its_backlog_bounded_by_age_and_size(workdir, redis_server, push_node):
+    metrics_port = free_port()
+    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    config.write_text(
+        config.read_text()
+        .replace("timeout = 2.0\n", "timeout = 2.0\nmessage_ttl = 10\nbacklog_limit = 5\n")
+        .replace('listen = ""', f'listen = "127.0.0.1:{metrics_port}"')
+    )
+    glue = GlueProcess(config, "comments").start()
+    node_label = f"127.0.0.1:{push_node.port}"
+
+    def status():
+        return json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]
+
+    try:
+        push_node.stop()
+        JobFeed(redis_server.client(), "comments").put_many([comment(n, channel="down") for n in range(8)])
+        wait_until(lambda: status()["backlog_dropped"][node_label]["full"] == 3, 30, what="3 over the limit")
+        assert status()["backlog"][node_label] == 5
+        assert (
+            f"backlog {node_label}: 5  FULL: dropping the oldest"
+            in glue.cli("status", "--sample", "0").stdout
+        )
+        assert "is FULL (5 messages): dropping the oldest" in glue.log()
+        # The node stays down past its message TTL: it could not serve them any more.
+        wait_until(
+            lambda: status()["backlog"][node_label] == 0, 60, interval=0.5, what="expired records dropped"
+        )
+        assert status()["backlog_dropped"][node_label] == {"expired": 5, "full": 3}
+        assert "dropped 5 messages held longer than the node's message TTL" in glue.log()
+        metrics = (
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        )
+        assert f'glue_backlog_dropped_total{{node="{node_label}",reason="expired"}} 5.0' in metrics
+        assert f'glue_backlog_dropped_total{{node="{node_label}",reason="full"}} 3.0' in metrics
+        # Back again: new messages flow, nothing stale is replayed.
+        push_node.start()
+        with push_node.events("down") as events:
+            push_node.wait_for_subscribers("down")
+            (new,) = JobFeed(redis_server.client(), "comments").put_many([comment(99, channel="down")])
+            assert json.loads(events.next_event().data)["id"] == new
+    finally:
+        glue.terminate()

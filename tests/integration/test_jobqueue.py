@@ -264,3 +264,18 @@ def test_a_worker_cannot_finish_cancel_stall_or_release_a_claim_it_lost(client):
     assert other.finish([job_id]) == 1
     assert client.get("feed.finishes:jobs") == b"1"
     assert where_is(client, "jobs", job_id) == []
+
+
+def test_trim_drops_what_was_held_too_long_then_the_oldest_beyond_the_limit(client):
+    feed = feed_for(client, "backlog")
+    ids = feed.put_many([f"record {n}" for n in range(6)])
+    for old in ids[:2]:  # held ten minutes ago
+        client.zincrby("feed.published:backlog", -600_000, old)
+    (claimed,) = feed.claim(1)  # a record being delivered is left alone
+    assert claimed.id == ids[0]
+    # Ready: ids[1] (too old), ids[2..5]; a limit of 2 drops ids[2] and ids[3] too.
+    assert feed.trim(max_age=300, max_length=2) == (1, 2)
+    assert [job.id for job in feed_for(client, "backlog", worker="w2").claim(10)] == ids[4:]
+    assert feed.dropped_counts() == {"expired": 1, "full": 2}
+    assert client.hmget("feed.items:backlog", ids[1], ids[2], ids[3]) == [None, None, None]
+    assert feed.state(claimed.id) is JobState.CLAIMED

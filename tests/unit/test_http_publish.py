@@ -14,10 +14,10 @@ import pytest
 from conftest import message
 from gevent.pywsgi import WSGIServer
 
-from realtime_glue.errors import PublishFailed, Reject
+from realtime_glue.errors import PublishFailed, PublishRefused, Reject
 from realtime_glue.publishers.backlog import NodeBacklog
 from realtime_glue.publishers.http import HttpPublish
-from realtime_glue.publishers.push_node import PushNode
+from realtime_glue.publishers.push_node import PushNode, excerpt
 from realtime_glue.stages.format import Format
 
 
@@ -62,11 +62,33 @@ class FakeFeed:
         self.ready = []
         self.claimed = []
         self.finished = []
+        self.stalled = {}
+        self.serial = 0
 
     def put(self, item):
-        job_id = f"b{len(self.ready) + len(self.claimed) + len(self.finished)}"
+        self.serial += 1
+        job_id = f"b{self.serial}"
         self.ready.append(FakeJob(job_id, item))
         return job_id
+
+    def put_many(self, items):
+        return [self.put(item) for item in items]
+
+    def bury(self, item, reason):
+        self.serial += 1
+        self.stalled[f"b{self.serial}"] = (json.loads(item), reason)
+
+    def stall(self, job_id, reason):
+        job = next(j for j in self.claimed if j.id == job_id)
+        self.claimed.remove(job)
+        self.stalled[job_id] = (json.loads(job.item), reason)
+        return True
+
+    def trim(self, max_age, max_length):
+        return 0, 0
+
+    def dropped_counts(self):
+        return {"expired": 0, "full": 0}
 
     def claim(self, count):
         jobs, self.ready = self.ready[:count], self.ready[count:]
@@ -83,7 +105,7 @@ class FakeFeed:
         self.ready = back + self.ready
 
     def counts(self):
-        return {"ready": len(self.ready), "claimed": len(self.claimed)}
+        return {"ready": len(self.ready), "claimed": len(self.claimed), "stalled": len(self.stalled)}
 
     def held(self):
         return [json.loads(job.item) for job in self.ready]
@@ -240,15 +262,39 @@ def test_push_node_sends_nothing_with_a_channel_or_event_id_unfit_for_a_request(
     assert [(r["query"], r["event_id"]) for r in requests] == [("id=news", "j2")]
 
 
-def test_push_node_refusal_is_a_publish_failure(server):
+@pytest.mark.parametrize("status", ["400 Bad Request", "403 Forbidden", "413 Request Entity Too Large"])
+def test_a_4xx_answer_is_a_refusal_for_good_with_the_answer(server, status):
     url, _, state = server
-    state["status"] = "403 Forbidden"
+    state["status"] = status
     node = PushNode(url, timeout=5)
     try:
-        with pytest.raises(PublishFailed, match=r"127\.0\.0\.1:\d+: HTTP 403"):
+        with pytest.raises(PublishRefused, match=rf"127\.0\.0\.1:\d+: HTTP {status[:3]}: ok") as info:
             node.publish("c", "j1", b"{}")
     finally:
         node.close()
+    assert info.value.reason == f"HTTP {status[:3]}: ok"
+    assert isinstance(info.value, Reject)
+
+
+@pytest.mark.parametrize(
+    "status", ["408 Request Timeout", "429 Too Many Requests", "500 Internal Server Error", "503 Unavailable"]
+)
+def test_a_5xx_408_or_429_answer_is_a_failure_for_now(server, status):
+    url, _, state = server
+    state["status"] = status
+    node = PushNode(url, timeout=5)
+    try:
+        with pytest.raises(PublishFailed, match=rf"127\.0\.0\.1:\d+: HTTP {status[:3]}$"):
+            node.publish("c", "j1", b"{}")
+    finally:
+        node.close()
+
+
+def test_an_answer_excerpt_is_one_readable_line():
+    page = b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\x00x</body></html>"
+    assert excerpt(page) == "413 Request Entity Too Large x"
+    assert excerpt(b"") == "(no body)"
+    assert len(excerpt(b"y" * 10_000)) == 200
 
 
 def test_push_node_unreachable_is_a_publish_failure():
@@ -279,3 +325,57 @@ def test_http_stage_with_one_node_down_over_real_sockets(server, context):
     held = stage.backlogs[PushNode.label_of(dead)].feed.held()
     assert held == [{"channel": "live", "event_id": "j1", "body": msg.body.decode()}]
     assert stage.backlogs[PushNode.label_of(url)].feed.held() == []
+
+
+def test_batches_in_flight_together_hold_in_the_order_they_were_sent(stage, context):
+    """Batch 1's answer from the failing node comes late, batch 2's early: the backlog still
+    gets batch 1's message first, as the node would have."""
+    b = stage.nodes[1]
+    b.failing = True
+    delays = {"j1": 0.05, "j2": 0.0}
+    finish = b.finish_publish
+
+    def slow_finish(pending, timeout):
+        gevent.sleep(delays[pending[1]])
+        finish(pending, timeout)
+
+    b.finish_publish = slow_finish
+    first = gevent.spawn(stage.process_batch, [formatted(context, job_id="j1")])
+    second = gevent.spawn(stage.process_batch, [formatted(context, job_id="j2")])
+    gevent.joinall([first, second])
+    assert first.value == [None] and second.value == [None]
+    assert [r["event_id"] for r in stage.backlogs["b:80"].feed.held()] == ["j1", "j2"]
+
+
+def test_a_refusal_for_good_is_dead_lettered_at_that_node_only(stage, context):
+    a, b = stage.nodes
+    refusal = PublishRefused("b:80", 413, "413 Request Entity Too Large")
+
+    def refuse(pending, timeout):
+        raise refusal
+
+    b.finish_publish = refuse
+    msg = stage.process(formatted(context, job_id="j1"))  # the job is done: a has it
+    assert a.received == [("news", "j1", msg.body)]
+    backlog = stage.backlogs["b:80"]
+    assert not backlog.down and backlog.feed.held() == []
+    assert list(backlog.feed.stalled.values()) == [
+        (
+            {"channel": "news", "event_id": "j1", "body": msg.body.decode()},
+            "HTTP 413: 413 Request Entity Too Large",
+        )
+    ]
+
+
+def test_a_message_every_node_refuses_fails_the_job_as_a_reject(stage, context):
+    def refuse(node):
+        def answer(pending, timeout):
+            raise PublishRefused(node.label, 413, "too large")
+
+        return answer
+
+    for node in stage.nodes:
+        node.finish_publish = refuse(node)
+    with pytest.raises(Reject, match="every push node refused the message"):
+        stage.process(formatted(context, job_id="j1"))
+    assert all(not b.feed.stalled and not b.feed.held() for b in stage.backlogs.values())

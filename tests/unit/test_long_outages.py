@@ -157,8 +157,11 @@ class BacklogFeed:
     def stall(self, job_id, reason):
         return True
 
+    def trim(self, max_age, max_length):
+        return 0, 0
+
     def counts(self):
-        return {"ready": len(self.ready), "claimed": len(self.claimed)}
+        return {"ready": len(self.ready), "claimed": len(self.claimed), "stalled": 0}
 
     def wait_for_jobs(self, timeout):
         _real_sleep(0)

@@ -1,21 +1,37 @@
 """http: publish the message to every push node at once.
 
-The job is done when every node has the message or holds it in that node's
-backlog: one failing node never holds up the others, and never loses a
-message.
+The job is done when every node has the message, holds it in that node's
+backlog, or refused it for good (then it is in that node's dead-letter):
+one failing node never holds up the others, and never loses a message. A
+message every node refuses is stalled with their answers.
+
+Order: a channel's messages are sent to each node in claim order (the
+pipelined client keeps a channel on one connection). What a node did not
+take is written to its backlog in that same order, even when several
+batches are in flight: each batch writes its holds only after the batch
+before it has written its own (a chain of turns), and once a node has
+failed, every later message for it queues in the backlog behind those.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
-from ..errors import ConfigError, PublishFailed, Reject, TransientFailure
+import gevent
+import gevent.event
+from redis.exceptions import RedisError
+
+from ..backoff import Backoff
+from ..errors import ConfigError, PublishFailed, PublishRefused, Reject, TransientFailure
 from ..jobqueue import JobFeed
 from ..message import Message
 from ..stage import Stage
-from .backlog import NodeBacklog, backlog_feed_name
+from .backlog import DEFAULT_MAX_AGE, DEFAULT_MAX_MESSAGES, NodeBacklog, backlog_feed_name, record
 from .push_node import PushNode
+
+log = logging.getLogger(__name__)
 
 
 class HttpPublish(Stage):
@@ -29,6 +45,11 @@ class HttpPublish(Stage):
         self.timeout = timeout
         # Keep-alive connections per node; a channel always uses the same one.
         connections = self.option("connections", int, 8, lambda v: v > 0, "must be positive")
+        # A node cannot serve a message older than its message TTL: its backlog drops those.
+        max_age = self.option("message_ttl", float, DEFAULT_MAX_AGE, lambda v: v > 0, "seconds > 0")
+        max_messages = self.option(
+            "backlog_limit", int, DEFAULT_MAX_MESSAGES, lambda v: v > 0, "must be positive"
+        )
         metrics = self.context.metrics
         self.nodes = []
         for url in urls:
@@ -36,7 +57,7 @@ class HttpPublish(Stage):
                 self.nodes.append(PushNode(url, timeout=timeout, connections=connections, metrics=metrics))
             except ValueError as exc:
                 raise ConfigError("nodes", str(exc)) from None
-        self.backlogs = {}
+        self.backlogs: dict[str, NodeBacklog] = {}
         if self.context.redis is not None:
             for node in self.nodes:
                 feed = JobFeed(
@@ -44,7 +65,13 @@ class HttpPublish(Stage):
                     backlog_feed_name(self.context.pipeline, node.label),
                     worker_id=self.context.worker_id or None,
                 )
-                self.backlogs[node.label] = NodeBacklog(node, feed, metrics=metrics)
+                self.backlogs[node.label] = NodeBacklog(
+                    node, feed, metrics=metrics, max_age=max_age, max_messages=max_messages
+                )
+        # The turn of the last batch to write its holds; the next batch waits for it.
+        self._last_turn = gevent.event.Event()
+        self._last_turn.set()
+        self.stopping = False
 
     def start(self) -> None:
         for backlog in self.backlogs.values():
@@ -57,8 +84,18 @@ class HttpPublish(Stage):
         """Each backlog's feed and the records its drainer holds (for the heartbeat)."""
         return [(b.feed, b.held_ids) for b in self.backlogs.values()]
 
+    def dead_letter_feeds(self) -> dict[str, JobFeed]:
+        """Each node's dead-letter (its backlog feed's stalled set), by node."""
+        return {label: backlog.feed for label, backlog in self.backlogs.items()}
+
     def status(self) -> dict:
-        return {"backlog": {label: backlog.depth() for label, backlog in self.backlogs.items()}}
+        backlogs = self.backlogs.items()
+        return {
+            "backlog": {label: backlog.depth() for label, backlog in backlogs},
+            "dead_letters": {label: backlog.dead_letter_count() for label, backlog in backlogs},
+            "backlog_dropped": {label: backlog.feed.dropped_counts() for label, backlog in backlogs},
+            "backlog_limit": next(iter(self.backlogs.values())).max_messages if self.backlogs else None,
+        }
 
     def process(self, message: Message) -> Message:
         (error,) = self.process_batch([message])
@@ -73,8 +110,13 @@ class HttpPublish(Stage):
         fails (or is known down) gets the message in its backlog instead.
         """
         errors: list[Exception | None] = [None] * len(messages)
-        waiting = []
-        held = []
+        # Taking the turn and queueing every POST happen without yielding, so
+        # batches hold in the order they were sent.
+        previous, mine = self._last_turn, gevent.event.Event()
+        self._last_turn = mine
+        sent = []
+        # Per node: (index, reason) of each message for its backlog, in batch order.
+        to_hold: dict[str, list[tuple[int, str]]] = {label: [] for label in self.backlogs}
         for index, message in enumerate(messages):
             if message.body is None:
                 errors[index] = Reject("http: the message has no body (put a format stage before http)")
@@ -87,29 +129,92 @@ class HttpPublish(Stage):
                 backlog = self.backlogs.get(node.label)
                 if backlog is not None and backlog.down:
                     # Queue behind the held messages so the node gets them in order.
-                    held.append((index, node, "node is down"))
+                    to_hold[node.label].append((index, "node is down"))
+                    backlog.pending_holds += 1
                 else:
-                    waiting.append(
+                    sent.append(
                         (index, node, node.start_publish(message.channel, message.event_id, message.body))
                     )
+        refusals: dict[int, list[PublishRefused]] = {}
         deadline = time.monotonic() + self.timeout
-        for index, node, pending in waiting:
+        for index, node, pending in sent:
             try:
                 node.finish_publish(pending, max(0.0, deadline - time.monotonic()))
+            except PublishRefused as exc:
+                refusals.setdefault(index, []).append(exc)
             except PublishFailed as exc:
-                if node.label in self.backlogs:
-                    held.append((index, node, str(exc)))
-                else:
+                backlog = self.backlogs.get(node.label)
+                if backlog is None:
                     errors[index] = exc
-        for index, node, reason in sorted(held, key=lambda h: h[0]):
-            message = messages[index]
-            try:
-                self.backlogs[node.label].hold(message.channel, message.event_id, message.body, reason)
-            except Exception as exc:  # Redis away: the job is retried later
-                errors[index] = TransientFailure(f"http: cannot hold the message for {node.label}: {exc}")
+                    continue
+                backlog.down = True  # later batches queue behind this one at once
+                backlog.pending_holds += 1
+                to_hold[node.label].append((index, str(exc)))
+        previous.wait()
+        try:
+            self._refused(messages, refusals, errors)
+            for label, held in to_hold.items():
+                if held:
+                    self._hold(self.backlogs[label], messages, sorted(held), errors)
+        finally:
+            mine.set()
         return errors
 
+    def _refused(self, messages: list[Message], refusals: dict, errors: list) -> None:
+        """A message refused for good: dead-lettered at each node that refused it, or the
+        job stalled with the answers when every node did (no node has it)."""
+        for index, refused in sorted(refusals.items()):
+            message = messages[index]
+            if len(refused) == len(self.nodes) or not self.backlogs:
+                answers = "; ".join(str(exc) for exc in refused)
+                errors[index] = (
+                    PublishRefused(
+                        refused[0].node, refused[0].status, f"every push node refused the message: {answers}"
+                    )
+                    if len(refused) > 1
+                    else refused[0]
+                )
+                continue
+            for exc in refused:
+                backlog = self.backlogs[exc.node]
+                failure = self._retry_redis(
+                    backlog.dead_letter, message.channel, message.event_id, message.body, exc
+                )
+                if failure is not None:
+                    errors[index] = TransientFailure(
+                        f"http: cannot dead-letter the message for {exc.node}: {failure}"
+                    )
+
+    def _hold(
+        self, backlog: NodeBacklog, messages: list[Message], held: list[tuple[int, str]], errors: list
+    ) -> None:
+        records = [record(messages[i].channel, messages[i].event_id, messages[i].body) for i, _ in held]
+        try:
+            failure = self._retry_redis(backlog.hold, records, held[0][1])
+        finally:
+            backlog.pending_holds -= len(held)
+        if failure is not None:
+            for index, _ in held:
+                errors[index] = TransientFailure(
+                    f"http: cannot hold the message for {backlog.node.label}: {failure}"
+                )
+
+    def _retry_redis(self, write, *args) -> Exception | None:
+        """Run a Redis write until it succeeds (Redis away: backoff); None, or the last error
+        if the glue is stopping meanwhile (the job is then given back)."""
+        backoff = Backoff()
+        while True:
+            try:
+                write(*args)
+                return None
+            except (RedisError, OSError) as exc:
+                if self.stopping:
+                    return exc
+                log.warning("cannot write to the backlog (%s); retrying", exc)
+                gevent.sleep(backoff.failed())
+
     def close(self) -> None:
+        self.stopping = True
         for backlog in self.backlogs.values():
             backlog.stop()
         for node in self.nodes:
