@@ -5,6 +5,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import faulthandler  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -95,8 +96,9 @@ def cmd_run(args, config: GlueConfig) -> int:
         stream=sys.stdout,
         format=f"%(levelname)s glue@{args.pipeline} %(name)s: %(message)s",
     )
-    GlueService(config, args.pipeline).run()
-    return 0
+    # A glue killed by the watchdog (SIGABRT) leaves the stack it was stuck at in the journal.
+    faulthandler.enable()
+    return GlueService(config, args.pipeline).run()
 
 
 def cmd_enqueue(args, config: GlueConfig) -> int:

@@ -41,6 +41,8 @@ class GlueConfig:
     max_failures: int
     claim_batch: int
     shutdown_grace: float
+    # Seconds a part of the glue may be busy in one step before it counts as stuck.
+    progress_timeout: float
     finish_notices: bool
     push_nodes: list[str]
     push_timeout: float
@@ -127,7 +129,14 @@ class _Reader:
             self.data,
             "queue",
             "queue",
-            ("visibility_timeout", "max_failures", "claim_batch", "shutdown_grace", "finish_notices"),
+            (
+                "visibility_timeout",
+                "max_failures",
+                "claim_batch",
+                "shutdown_grace",
+                "finish_notices",
+                "progress_timeout",
+            ),
         )
         push = self.table(self.data, "push", "push", ("nodes", "timeout", "message_ttl", "backlog_limit"))
         metrics = self.table(self.data, "metrics", "metrics", ("listen",))
@@ -176,6 +185,9 @@ class _Reader:
             ),
             claim_batch=self.value(
                 queue, "claim_batch", "queue", int, 64, lambda v: v >= 1, "an integer >= 1"
+            ),
+            progress_timeout=self.value(
+                queue, "progress_timeout", "queue", float, 60.0, lambda v: v > 0, "seconds > 0"
             ),
             shutdown_grace=self.value(
                 queue, "shutdown_grace", "queue", float, 10.0, lambda v: v >= 0, "seconds >= 0"

@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-import gevent
-
 from .actor import Actor
 from .jobqueue import JobFeed
+from .supervisor import pause, progress
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +33,9 @@ class Heartbeat(Actor):
 
     def run(self) -> None:
         while not self.stopping:
+            progress()
             try:
                 self.beat_once()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
-            gevent.sleep(self.interval)
+            pause(self.interval)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 import time
 
-import gevent
-
 from .actor import Actor
 from .jobqueue import JobFeed
+from .supervisor import pause, progress
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,9 @@ class Reclaimer(Actor):
 
     def run(self) -> None:
         while not self.stopping:
+            progress()
             try:
                 self.reclaim_once()
             except Exception as exc:
                 log.warning("reclaiming expired claims failed: %s", exc)
-            gevent.sleep(self.interval)
+            pause(self.interval)

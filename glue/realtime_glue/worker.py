@@ -28,6 +28,7 @@ from .errors import Reject, TransientFailure
 from .jobqueue import ClaimedJob, JobFeed
 from .message import Message
 from .pipeline import Pipeline
+from .supervisor import Supervisor, idle, pause, progress, spawn_part, tracked
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +83,14 @@ class Finisher(Actor):
         settle = outcomes[0].settle
         backoff = Backoff()
         while True:
+            progress()
             try:
                 held = self._write_once(settle, outcomes, ids)
                 break
             except Exception as exc:  # Redis away: keep the outcomes, retry with backoff
                 delay = backoff.failed()
                 log.warning("cannot %s %d jobs (%s); retrying in %.2fs", settle.value, len(ids), exc, delay)
-                gevent.sleep(delay)
+                pause(delay)
         if held < len(ids):
             log.warning(
                 "%d of %d jobs were not %s: their claims had expired and were reclaimed",
@@ -129,8 +131,10 @@ class PipelineWorker:
         mirror: JobFeed | None = None,
         metrics=None,
         finish_notices: bool = True,
+        supervisor: Supervisor | None = None,
     ):
         self.feed = feed
+        self.supervisor = supervisor
         self.pipeline = pipeline
         self.concurrency = concurrency
         self.claim_batch = claim_batch
@@ -151,8 +155,8 @@ class PipelineWorker:
         self._loop: gevent.Greenlet | None = None
 
     def start(self) -> None:
-        self.finisher.start()
-        self._loop = gevent.spawn(self.claim_loop)
+        self.finisher.start(self.supervisor)
+        self._loop = spawn_part(self.supervisor, "claim loop", self.claim_loop)
 
     def held_ids(self) -> list[str]:
         return list(self.held)
@@ -160,8 +164,11 @@ class PipelineWorker:
     def claim_loop(self) -> None:
         backoff = Backoff()
         while not self.stopping:
-            if not self.slots.acquire(timeout=1.0):
-                continue
+            progress()
+            # All slots taken: the batches holding them are watched themselves.
+            with idle():
+                if not self.slots.acquire(timeout=1.0):
+                    continue
             free = 1
             while free < self.claim_batch and self.slots.acquire(blocking=False):
                 free += 1
@@ -171,7 +178,7 @@ class PipelineWorker:
                 self._free_slots(free)
                 delay = backoff.failed()
                 log.warning("cannot claim from feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)
-                gevent.sleep(delay)
+                pause(delay)
                 continue
             backoff.succeeded()
             self._free_slots(free - len(jobs))
@@ -211,11 +218,12 @@ class PipelineWorker:
         except Exception as exc:
             delay = backoff.failed()
             log.warning("cannot wait on feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)
-            gevent.sleep(delay)
+            pause(delay)
 
     def process_batch(self, jobs: list[ClaimedJob]) -> None:
         messages = [Message(job_id=job.id, raw=job.item, failures=job.failures) for job in jobs]
-        errors = self.pipeline.run_batch(messages)  # killed by stop(): stop() gives them back
+        with tracked(self.supervisor, f"a batch of {len(jobs)} jobs from {jobs[0].id}"):
+            errors = self.pipeline.run_batch(messages)  # killed by stop(): stop() gives them back
         for job, error in zip(jobs, errors, strict=True):
             self.in_flight.pop(job.id, None)
             self.finisher.send(self._outcome(job, error))

@@ -46,17 +46,37 @@ listen = ""
 
 
 class GlueProcess:
-    """`python -m realtime_glue.cli run PIPELINE` with a NOTIFY_SOCKET we read READY from."""
+    """`python -m realtime_glue.cli run PIPELINE` with a NOTIFY_SOCKET we read READY from.
 
-    def __init__(self, config: Path, pipeline: str, python: str = sys.executable):
+    `env` adds to its environment (e.g. WATCHDOG_USEC); `fault` is Python run in the
+    glue process before the command (after the CLI's gevent monkey-patching), to
+    inject a fault the glue cannot otherwise be made to have, e.g. a part that dies.
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        pipeline: str,
+        python: str = sys.executable,
+        env: dict | None = None,
+        fault: str | None = None,
+    ):
         self.config = config
         self.pipeline = pipeline
         self.python = python
+        self.env = env or {}
+        self.fault = fault
         self.process: subprocess.Popen | None = None
         self.log_path = Path(tempfile.mkstemp(prefix=f"glue-{pipeline}-", suffix=".log")[1])
 
     def command(self, *args: str) -> list[str]:
-        return [self.python, "-m", "realtime_glue.cli", "--config", str(self.config), *args]
+        options = ["--config", str(self.config), *args]
+        if self.fault:
+            program = (
+                f"import sys\nimport realtime_glue.cli\n{self.fault}\nsys.exit(realtime_glue.cli.main())"
+            )
+            return [self.python, "-c", program, *options]
+        return [self.python, "-m", "realtime_glue.cli", *options]
 
     def start(self, wait_ready: bool = True, timeout: float = 20) -> GlueProcess:
         import socket
@@ -65,7 +85,7 @@ class GlueProcess:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(notify_path))
         self.notify.settimeout(timeout)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1", **self.env}
         if self.python == DEBIAN_PYTHON:
             env["PYTHONPATH"] = str(GLUE_SOURCE)
         self._log = open(self.log_path, "ab")
@@ -78,7 +98,8 @@ class GlueProcess:
 
     def wait_for(self, field: str, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            self.notify.settimeout(left)
             try:
                 datagram = self.notify.recv(4096).decode()
             except TimeoutError:
@@ -87,8 +108,26 @@ class GlueProcess:
                 return datagram
         raise TimeoutError(f"glue never sent {field}; log:\n{self.log()}")
 
+    def datagrams(self, seconds: float) -> list[str]:
+        """Every sd_notify message the glue sends within `seconds`."""
+        received = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.notify.settimeout(left)
+            try:
+                received.append(self.notify.recv(4096).decode())
+            except TimeoutError:
+                break
+        return received
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
+
+    def wait(self, timeout: float = 30) -> int:
+        """The exit status once the glue exits on its own."""
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
 
     def terminate(self, timeout: float = 30) -> int:
         if self.process is None:

@@ -21,12 +21,11 @@ import json
 import logging
 from collections import deque
 
-import gevent
-
 from ..actor import Actor
 from ..backoff import Backoff
 from ..errors import PublishFailed, PublishRefused, Reject
 from ..jobqueue import ClaimedJob, JobFeed
+from ..supervisor import pause, progress
 from .push_node import PushNode
 
 log = logging.getLogger(__name__)
@@ -126,6 +125,7 @@ class NodeBacklog(Actor):
     def run(self) -> None:
         backoff = Backoff(self.min_backoff, self.max_backoff)
         while not self.stopping:
+            progress()
             try:
                 writes = self.holds_written
                 delivered = self.drain_once()
@@ -196,6 +196,7 @@ class NodeBacklog(Actor):
         failure = None
         while channels:
             sent = [(queue[0], self.node.start_publish(*queue[0][1:])) for queue in channels.values()]
+            progress()
             for (job, channel, event_id, _body), pending in sent:
                 queue = channels[channel]
                 try:
@@ -257,4 +258,4 @@ class NodeBacklog(Actor):
             self.metrics.backlog_depth.labels(node=self.node.label).set(depth)
 
     def sleep(self, seconds: float) -> None:
-        gevent.sleep(seconds)
+        pause(seconds)

@@ -28,6 +28,7 @@ from ..errors import ConfigError, PublishFailed, PublishRefused, Reject, Transie
 from ..jobqueue import JobFeed
 from ..message import Message
 from ..stage import Stage
+from ..supervisor import idle, pause, spawn_part
 from .backlog import DEFAULT_MAX_AGE, DEFAULT_MAX_MESSAGES, NodeBacklog, backlog_feed_name, record
 from .push_node import PushNode
 
@@ -54,7 +55,17 @@ class HttpPublish(Stage):
         self.nodes = []
         for url in urls:
             try:
-                self.nodes.append(PushNode(url, timeout=timeout, connections=connections, metrics=metrics))
+                self.nodes.append(
+                    PushNode(
+                        url,
+                        timeout=timeout,
+                        connections=connections,
+                        metrics=metrics,
+                        spawn=lambda run, url=url: spawn_part(
+                            self.context.supervisor, f"connection writer to {PushNode.label_of(url)}", run
+                        ),
+                    )
+                )
             except ValueError as exc:
                 raise ConfigError("nodes", str(exc)) from None
         self.backlogs: dict[str, NodeBacklog] = {}
@@ -75,7 +86,7 @@ class HttpPublish(Stage):
 
     def start(self) -> None:
         for backlog in self.backlogs.values():
-            backlog.start()
+            backlog.start(self.context.supervisor)
 
     def backlog_feeds(self) -> list[JobFeed]:
         return [b.feed for b in self.backlogs.values()]
@@ -150,7 +161,8 @@ class HttpPublish(Stage):
                 backlog.down = True  # later batches queue behind this one at once
                 backlog.pending_holds += 1
                 to_hold[node.label].append((index, str(exc)))
-        previous.wait()
+        with idle():  # the batch before this one is watched itself
+            previous.wait()
         try:
             self._refused(messages, refusals, errors)
             for label, held in to_hold.items():
@@ -211,7 +223,7 @@ class HttpPublish(Stage):
                 if self.stopping:
                     return exc
                 log.warning("cannot write to the backlog (%s); retrying", exc)
-                gevent.sleep(backoff.failed())
+                pause(backoff.failed())
 
     def close(self) -> None:
         self.stopping = True
