@@ -7,7 +7,6 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import faulthandler  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -15,6 +14,7 @@ from . import __version__  # noqa: E402
 from .config import GlueConfig, config_path, load_config  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .jobqueue import JobFeed, JobState  # noqa: E402
+from .logs import setup_logging  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
 from .stage import StageContext  # noqa: E402
 
@@ -91,11 +91,7 @@ def _feed(config: GlueConfig, target: str) -> JobFeed:
 def cmd_run(args, config: GlueConfig) -> int:
     from .service import GlueService
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        stream=sys.stdout,
-        format=f"%(levelname)s glue@{args.pipeline} %(name)s: %(message)s",
-    )
+    setup_logging(args.pipeline, verbose=args.verbose)
     # A glue killed by the watchdog (SIGABRT) leaves the stack it was stuck at in the journal.
     faulthandler.enable()
     return GlueService(config, args.pipeline).run()

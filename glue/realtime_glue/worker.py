@@ -26,6 +26,7 @@ from .actor import Actor
 from .backoff import Backoff
 from .errors import Reject, TransientFailure
 from .jobqueue import ClaimedJob, JobFeed
+from .logs import fields
 from .message import Message
 from .pipeline import Pipeline
 from .supervisor import Supervisor, idle, pause, progress, spawn_part, tracked
@@ -237,13 +238,20 @@ class PipelineWorker:
         failures = job.failures + 1
         if failures >= self.max_failures:
             return self._stall(job, f"failed {failures} times, last: {reason}")
-        log.warning("job %s failed (%d of %d): %s", job.id, failures, self.max_failures, reason)
+        log.warning(
+            "job %s failed (%d of %d): %s",
+            job.id,
+            failures,
+            self.max_failures,
+            reason,
+            extra=fields(job=job.id),
+        )
         if self.metrics is not None:
             self.metrics.failed.inc()
         return Outcome(job.id, Settle.RETRY, reason)
 
     def _stall(self, job: ClaimedJob, reason: str) -> Outcome:
-        log.warning("job %s stalled: %s", job.id, reason)
+        log.warning("job %s stalled: %s", job.id, reason, extra=fields(job=job.id))
         if self.metrics is not None:
             self.metrics.stalled.inc()
         return Outcome(job.id, Settle.STALL, reason)

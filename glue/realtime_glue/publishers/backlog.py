@@ -25,6 +25,7 @@ from ..actor import Actor
 from ..backoff import Backoff
 from ..errors import PublishFailed, PublishRefused, Reject
 from ..jobqueue import ClaimedJob, JobFeed
+from ..logs import fields
 from ..supervisor import pause, progress
 from .push_node import PushNode
 
@@ -76,6 +77,7 @@ class NodeBacklog(Actor):
         # The records this drainer has claimed and not yet settled (their leases are renewed).
         self.holding: list[str] = []
         self._full = False
+        self.fields = fields(node=node.label)
 
     def start(self, *args, **kwargs) -> NodeBacklog:
         # A backlog left by an earlier process drains before anything new is sent
@@ -88,7 +90,10 @@ class NodeBacklog(Actor):
         """Keep messages the node did not take, in order; safe in Redis on return."""
         if not self.down:
             log.warning(
-                "push node %s is failing (%s); holding its messages in the backlog", self.node.label, reason
+                "push node %s is failing (%s); holding its messages in the backlog",
+                self.node.label,
+                reason,
+                extra=self.fields,
             )
         self.down = True
         self.feed.put_many(records)
@@ -106,6 +111,7 @@ class NodeBacklog(Actor):
             self.node.label,
             event_id,
             reason,
+            extra=fields(job=event_id, node=self.node.label),
         )
         if self.metrics is not None:
             self.metrics.dead_letters.labels(node=self.node.label).inc()
@@ -133,14 +139,20 @@ class NodeBacklog(Actor):
                 if delivered == 0:
                     if self.pending_holds == 0 and self.holds_written == writes:
                         if self.down:
-                            log.warning("push node %s is delivering again; backlog empty", self.node.label)
+                            log.warning(
+                                "push node %s is delivering again; backlog empty",
+                                self.node.label,
+                                extra=self.fields,
+                            )
                         self.down = False
                     self._report_depth(0)
                     self.feed.wait_for_jobs(timeout=1.0)
                 continue
             except PublishFailed as exc:
                 delay = backoff.failed()
-                log.info("backlog for %s: %s; retrying in %.1fs", self.node.label, exc, delay)
+                log.info(
+                    "backlog for %s: %s; retrying in %.1fs", self.node.label, exc, delay, extra=self.fields
+                )
             except Exception as exc:  # Redis away: the same backoff, never a busy loop
                 delay = backoff.failed()
                 log.warning(
@@ -238,6 +250,7 @@ class NodeBacklog(Actor):
                 self.node.label,
                 expired,
                 self.max_age,
+                extra=self.fields,
             )
         if full and not self._full:
             log.error(
@@ -245,6 +258,7 @@ class NodeBacklog(Actor):
                 "long enough to fill it",
                 self.node.label,
                 self.max_messages,
+                extra=self.fields,
             )
         self._full = bool(full)
         if self.metrics is not None:

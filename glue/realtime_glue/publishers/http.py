@@ -190,7 +190,7 @@ class HttpPublish(Stage):
             for exc in refused:
                 backlog = self.backlogs[exc.node]
                 failure = self._retry_redis(
-                    backlog.dead_letter, message.channel, message.event_id, message.body, exc
+                    backlog, backlog.dead_letter, message.channel, message.event_id, message.body, exc
                 )
                 if failure is not None:
                     errors[index] = TransientFailure(
@@ -202,7 +202,7 @@ class HttpPublish(Stage):
     ) -> None:
         records = [record(messages[i].channel, messages[i].event_id, messages[i].body) for i, _ in held]
         try:
-            failure = self._retry_redis(backlog.hold, records, held[0][1])
+            failure = self._retry_redis(backlog, backlog.hold, records, held[0][1])
         finally:
             backlog.pending_holds -= len(held)
         if failure is not None:
@@ -211,7 +211,7 @@ class HttpPublish(Stage):
                     f"http: cannot hold the message for {backlog.node.label}: {failure}"
                 )
 
-    def _retry_redis(self, write, *args) -> Exception | None:
+    def _retry_redis(self, backlog: NodeBacklog, write, *args) -> Exception | None:
         """Run a Redis write until it succeeds (Redis away: backoff); None, or the last error
         if the glue is stopping meanwhile (the job is then given back)."""
         backoff = Backoff()
@@ -222,7 +222,11 @@ class HttpPublish(Stage):
             except (RedisError, OSError) as exc:
                 if self.stopping:
                     return exc
-                log.warning("cannot write to the backlog (%s); retrying", exc)
+                log.warning(
+                    "cannot write to the backlog (%s); retrying",
+                    exc,
+                    extra=backlog.fields,
+                )
                 pause(backoff.failed())
 
     def close(self) -> None:
