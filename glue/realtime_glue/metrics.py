@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+
+from . import __version__
 
 
 class GlueMetrics:
     def __init__(self, pipeline: str):
         self.registry = CollectorRegistry()
+        # What every Prometheus client exports by default: memory, CPU, open files, GC.
+        for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+            self.registry.register(collector)
         labels = {"pipeline": pipeline}
+        build_info = Gauge(
+            "glue_build_info",
+            "The glue's version (always 1)",
+            ["pipeline", "version"],
+            registry=self.registry,
+        )
+        build_info.labels(pipeline=pipeline, version=__version__).set(1)
 
         def counter(name, doc):
             return Counter(name, doc, ["pipeline"], registry=self.registry).labels(**labels)
