@@ -136,6 +136,27 @@ def _dead_letter_feeds(config: GlueConfig, name: str, redis) -> dict[str, JobFee
         pipeline.close()
 
 
+# Share of maxmemory from which `status` warns: with noeviction, Redis refuses
+# writes when full, and queues and backlogs stop.
+MEMORY_WARNING = 0.8
+
+
+def redis_memory(redis) -> dict:
+    """Redis's memory against its maxmemory, and a warning when it nears it (or has none)."""
+    info = redis.info("memory")
+    used, limit = int(info["used_memory"]), int(info.get("maxmemory", 0))
+    policy = info.get("maxmemory_policy", "")
+    warning = None
+    if limit == 0:
+        warning = "Redis has no maxmemory: a long push node outage can fill this host's memory"
+    elif used >= MEMORY_WARNING * limit:
+        warning = (
+            f"Redis uses {100 * used / limit:.0f}% of its maxmemory ({used} of {limit} bytes, {policy}):"
+            " when full, writes fail and queues and backlogs stop"
+        )
+    return {"used": used, "max": limit, "policy": policy, "warning": warning}
+
+
 def pipeline_status(config: GlueConfig, name: str, redis) -> dict:
     pc = config.pipeline(name)
     feed = JobFeed(redis, pc.feed)
@@ -165,9 +186,14 @@ def cmd_status(args, config: GlueConfig) -> int:
                 )
             first[name] = again
     rows = [first[n] for n in names]
+    memory = redis_memory(redis)
+    for row in rows:
+        row["redis_memory"] = memory
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    if memory["warning"]:
+        print(f"WARNING: {memory['warning']}")
     for row in rows:
         age = row["oldest_unfinished_seconds"]
         print(f"{row['pipeline']} (feed {row['feed']}):")
