@@ -3,9 +3,10 @@
 A lease expires when its worker has not renewed it for the visibility
 timeout. After an outage (Redis away, or this process just started) nobody
 could renew anything, so every lease looks expired: the reclaimer first
-waits one visibility timeout of unbroken contact with Redis, in which every
-live worker's heartbeat renews what it holds. Only what is still expired
-after that grace belongs to a dead worker. Times are Redis's own (TIME).
+needs one visibility timeout of unbroken contact with Redis (it pings
+meanwhile; any failure starts the count again), in which every live
+worker's heartbeat renews what it holds. Only what is still expired after
+that grace belongs to a dead worker. Lease times are Redis's own (TIME).
 """
 
 from __future__ import annotations
@@ -36,18 +37,22 @@ class Reclaimer(Actor):
         self.metrics = metrics
         self.interval = max(0.05, visibility_timeout / 3)
         self.clock = clock
-        # No reclaiming before this (monotonic) time: a start or a lost Redis sets it.
-        self.grace_until = clock() + visibility_timeout
+        # Since when (monotonic) every call to Redis has succeeded; None after a failure.
+        self.contact_since: float | None = None
 
     def reclaim_once(self) -> None:
-        if self.clock() < self.grace_until:
-            return
         try:
+            if self.contact_since is None or self.clock() - self.contact_since < self.visibility_timeout:
+                # In the grace: only make sure Redis answers, so the grace counts unbroken contact.
+                self.feeds[0].redis.ping()
+                if self.contact_since is None:
+                    self.contact_since = self.clock()
+                return
             for feed in self.feeds:
                 self._reclaim(feed)
         except Exception:
-            # Redis was away: leases could not be renewed meanwhile; give them a grace again.
-            self.grace_until = self.clock() + self.visibility_timeout
+            # Redis was away: leases could not be renewed meanwhile; the grace starts again.
+            self.contact_since = None
             raise
 
     def _reclaim(self, feed: JobFeed) -> None:

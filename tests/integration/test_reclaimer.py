@@ -3,8 +3,6 @@ than the visibility timeout, live workers keep their claims; dead ones lose them
 
 from __future__ import annotations
 
-import time
-
 import gevent
 import pytest
 
@@ -58,24 +56,40 @@ def test_the_first_worker_back_after_a_long_outage_leaves_live_workers_claims_al
     assert client.hget("feed.cancelled:jobs", orphan) == b"1"
 
 
-def test_a_reclaimer_that_lost_redis_waits_a_visibility_timeout_before_reclaiming(redis_aof):
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_reclaimer_that_lost_redis_waits_a_visibility_timeout_of_contact_before_reclaiming(redis_aof):
+    """The grace counts from the first answer after the outage, not from the last failure:
+    Redis may come back long after the reclaimer last tried."""
     client = redis_aof.client()
     worker = JobFeed(client, "jobs", worker_id="w")
     worker.put("job")
     (job,) = worker.claim(1)
-    reclaimer = Reclaimer([worker], visibility_timeout=VISIBILITY, max_failures=5)
-    time.sleep(VISIBILITY * 1.2)
+    clock = Clock()
+    reclaimer = Reclaimer([worker], visibility_timeout=30, max_failures=5, clock=clock)
+    reclaimer.reclaim_once()  # first contact
+    clock.now = 31
     worker.heartbeat(held=[job.id])
-    reclaimer.reclaim_once()  # the start-up grace is over; the lease is fresh: nothing to do
+    reclaimer.reclaim_once()  # a fresh lease: nothing to do
     assert worker.state(job.id) is JobState.CLAIMED
     redis_aof.stop()
+    clock.now = 40
     with pytest.raises(Exception):  # noqa: B017 - whatever redis-py raises for a dead server
         reclaimer.reclaim_once()
+    clock.now = 640  # Redis is back ten minutes later; the lease looks 600 s old
     redis_aof.start()
     client = redis_aof.client()
     age_claims(client, "jobs", 600)
-    reclaimer.reclaim_once()  # back, but within the grace: the lease may still be renewed
+    reclaimer.reclaim_once()
+    clock.now = 660
+    reclaimer.reclaim_once()  # still within 30 s of contact: the worker may yet renew
     assert JobFeed(client, "jobs").state(job.id) is JobState.CLAIMED
-    time.sleep(VISIBILITY * 1.2)
-    reclaimer.reclaim_once()  # nobody renewed it within the grace: now it goes back
+    clock.now = 671
+    reclaimer.reclaim_once()  # nobody renewed it in 30 s of contact: now it goes back
     assert JobFeed(client, "jobs").state(job.id) is JobState.READY
