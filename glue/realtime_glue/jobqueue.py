@@ -143,23 +143,28 @@ class JobFeed:
     # --- producing -----------------------------------------------------------
     def put(self, item: bytes | str, priority: bool = False, job_id: str | None = None) -> str:
         job_id = job_id or uuid.uuid4().hex
-        self._run("put", [job_id, item, "1" if priority else "0"])
+        self._run("put", [job_id, item, "1" if priority else "0", "0"])
         return job_id
 
-    def put_many(self, items, priority: bool = False) -> list[str]:
-        """Put several jobs in one round trip (one script call each, pipelined)."""
-        ids = []
+    def put_many(self, items, priority: bool = False, ids=None) -> list[str]:
+        """Put several jobs in one round trip (one script call each, pipelined).
+
+        With `ids`, an id the feed already holds is not put again: putting the
+        same batch twice (a retry after a lost reply) puts it once.
+        """
+        new_ids = ids is None
+        ids = [uuid.uuid4().hex for _ in items] if new_ids else list(ids)
         pipe = self.redis.pipeline(transaction=False)
-        for item in items:
-            job_id = uuid.uuid4().hex
-            ids.append(job_id)
-            self._run("put", [job_id, item, "1" if priority else "0"], client=pipe)
+        for job_id, item in zip(ids, items, strict=True):
+            args = [job_id, item, "1" if priority else "0", "0" if new_ids else "1"]
+            self._run("put", args, client=pipe)
         pipe.execute()
         return ids
 
-    def bury(self, item: bytes | str, reason: str) -> str:
-        """Put an item straight into the dead-letter with the reason (never queued)."""
-        job_id = uuid.uuid4().hex
+    def bury(self, item: bytes | str, reason: str, job_id: str | None = None) -> str:
+        """Put an item straight into the dead-letter with the reason (never queued); an id
+        the feed already holds is not buried again."""
+        job_id = job_id or uuid.uuid4().hex
         self._run("bury", [job_id, item, reason])
         return job_id
 

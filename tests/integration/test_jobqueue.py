@@ -279,3 +279,15 @@ def test_trim_drops_what_was_held_too_long_then_the_oldest_beyond_the_limit(clie
     assert feed.dropped_counts() == {"expired": 1, "full": 2}
     assert client.hmget("feed.items:backlog", ids[1], ids[2], ids[3]) == [None, None, None]
     assert feed.state(claimed.id) is JobState.CLAIMED
+
+
+def test_putting_the_same_ids_again_puts_nothing_twice(client):
+    """A hold retried after its reply was lost (Redis killed mid-call) must not duplicate."""
+    feed = feed_for(client, "backlog")
+    assert feed.put_many(["a", "b"], ids=["m1", "m2"]) == ["m1", "m2"]
+    feed.put_many(["a", "b", "c"], ids=["m1", "m2", "m3"])
+    assert [job.id for job in feed.claim(10)] == ["m1", "m2", "m3"]
+    assert client.get("feed.publishes:backlog") == b"3"
+    feed.bury("x", "refused", job_id="d1")
+    feed.bury("x", "refused again", job_id="d1")
+    assert feed.stalled_jobs() == {"d1": "refused"}

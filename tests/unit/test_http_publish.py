@@ -71,12 +71,12 @@ class FakeFeed:
         self.ready.append(FakeJob(job_id, item))
         return job_id
 
-    def put_many(self, items):
+    def put_many(self, items, ids=None):
         return [self.put(item) for item in items]
 
-    def bury(self, item, reason):
+    def bury(self, item, reason, job_id=None):
         self.serial += 1
-        self.stalled[f"b{self.serial}"] = (json.loads(item), reason)
+        self.stalled[job_id or f"b{self.serial}"] = (json.loads(item), reason)
 
     def stall(self, job_id, reason):
         job = next(j for j in self.claimed if j.id == job_id)

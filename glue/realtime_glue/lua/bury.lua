@@ -6,6 +6,9 @@ local stallreasons = KEYS[3]
 local publishes = KEYS[4]
 local id, item, reason = ARGV[1], ARGV[2], ARGV[3]
 
+if redis.call('HEXISTS', items, id) == 1 then
+    return 0  -- buried already (a retry after a lost reply)
+end
 redis.call('INCR', publishes)
 redis.call('HSET', items, id, item)
 redis.call('SADD', stalled, id)

@@ -86,8 +86,9 @@ class NodeBacklog(Actor):
         return super().start(*args, **kwargs)
 
     # --- what the http stage hands over ---------------------------------------------------
-    def hold(self, records: list[str], reason: str) -> None:
-        """Keep messages the node did not take, in order; safe in Redis on return."""
+    def hold(self, records: list[tuple[str, str]], reason: str) -> None:
+        """Keep messages the node did not take, in order, as (id, record) pairs; safe in
+        Redis on return. Holding the same id twice (a retry after a lost reply) holds it once."""
         if not self.down:
             log.warning(
                 "push node %s is failing (%s); holding its messages in the backlog",
@@ -96,13 +97,13 @@ class NodeBacklog(Actor):
                 extra=self.fields,
             )
         self.down = True
-        self.feed.put_many(records)
+        self.feed.put_many([r for _, r in records], ids=[i for i, _ in records])
         self.holds_written += 1
         self._trim()
 
     def dead_letter(self, channel: str, event_id: str | None, body: bytes, refusal: PublishRefused) -> None:
         """The node refused this message for good: keep it in the node's dead-letter."""
-        self.feed.bury(record(channel, event_id, body), refusal.reason)
+        self.feed.bury(record(channel, event_id, body), refusal.reason, job_id=event_id)
         self._count_dead_letter(event_id, refusal.reason)
 
     def _count_dead_letter(self, event_id: str | None, reason: str) -> None:

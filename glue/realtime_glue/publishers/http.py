@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 import gevent
@@ -200,7 +201,15 @@ class HttpPublish(Stage):
     def _hold(
         self, backlog: NodeBacklog, messages: list[Message], held: list[tuple[int, str]], errors: list
     ) -> None:
-        records = [record(messages[i].channel, messages[i].event_id, messages[i].body) for i, _ in held]
+        # The event id (the job's id) names the record, so a hold retried after a lost reply,
+        # or the same job held again after a reclaim, is in the backlog once.
+        records = [
+            (
+                messages[i].event_id or uuid.uuid4().hex,
+                record(messages[i].channel, messages[i].event_id, messages[i].body),
+            )
+            for i, _ in held
+        ]
         try:
             failure = self._retry_redis(backlog, backlog.hold, records, held[0][1])
         finally:
