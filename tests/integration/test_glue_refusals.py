@@ -63,6 +63,17 @@ def status_of(glue: GlueProcess) -> dict:
     return json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]
 
 
+def stored_messages(node: PushNode, channel: str) -> int:
+    """Messages the node holds for the channel (0 for a channel it does not know)."""
+    if node.flavour == "push_stream":
+        status, _, body = node.request("GET", f"/channels-stats?id={channel}")
+        key = "published_messages"
+    else:
+        status, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
+        key = "messages"
+    return 0 if status == 404 else int(json.loads(body)[key])
+
+
 def metric(port: int, name: str, labels: str) -> float | None:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     found = re.search(rf"^{name}{{{labels}}} (\S+)$", text, re.MULTILINE)
@@ -108,7 +119,24 @@ def test_a_message_one_node_refuses_for_good_is_dead_lettered_there_and_later_on
         dead = json.loads(glue.cli("stalled", "comments", "--json").stdout)
         assert [(d["node"], d["reason"][:8]) for d in dead] == [(refused_label, "HTTP 413")]
         assert metric(metrics_port, "glue_node_dead_letters_total", f'node="{refused_label}"') == 1.0
+        assert f"backlog {refused_label}: 0  dead letters 1" in glue.cli("status", "--sample", "0").stdout
         assert feed_counts(redis_server.client(), "comments")["finishes"] == 20
+        # The operator raises the node's limit (a reload: subscribers stay with the old workers,
+        # so the node's own count shows the delivery) and sends the dead letter again.
+        small_node.overrides["push_stream_max_message_size"] = "64k"
+        small_node.reload()
+        wait_until(
+            lambda: small_node.publish("probe", "x" * 20_000) != 413, 30, what="the reload took effect"
+        )
+        stored = stored_messages(small_node, "refusals")
+        retried = glue.cli("retry", "comments", "--node", refused_label, "--all")
+        assert retried.returncode == 0, retried.stderr
+        wait_until(
+            lambda: stored_messages(small_node, "refusals") == stored + 1,
+            30,
+            what="the dead letter delivered",
+        )
+        assert status_of(glue)["dead_letters"][refused_label] == 0
     finally:
         glue.terminate()
         big.close()
