@@ -155,6 +155,8 @@ def test_while_a_node_is_down_new_messages_queue_behind_its_backlog(stage, conte
     assert b.attempts == 1
     assert [r["event_id"] for r in stage.backlogs["b:80"].feed.held()] == ["j1", "j2"]
     assert [event_id for _, event_id, _ in a.received] == ["j1", "j2"]
+    # Nothing is left pending, so the drainer can mark the node up once its backlog is empty.
+    assert stage.backlogs["b:80"].pending_holds == 0
 
 
 def test_the_backlog_delivers_in_order_once_the_node_is_back(stage, context):

@@ -170,6 +170,9 @@ class HttpPublish(Stage):
                 if held:
                     self._hold(self.backlogs[label], messages, sorted(held), errors)
         finally:
+            # Written, given up, or the batch was killed: either way no longer pending.
+            for label, held in to_hold.items():
+                self.backlogs[label].pending_holds -= len(held)
             mine.set()
         return errors
 
@@ -210,10 +213,7 @@ class HttpPublish(Stage):
             )
             for i, _ in held
         ]
-        try:
-            failure = self._retry_redis(backlog, backlog.hold, records, held[0][1])
-        finally:
-            backlog.pending_holds -= len(held)
+        failure = self._retry_redis(backlog, backlog.hold, records, held[0][1])
         if failure is not None:
             for index, _ in held:
                 errors[index] = TransientFailure(
@@ -231,11 +231,7 @@ class HttpPublish(Stage):
             except (RedisError, OSError) as exc:
                 if self.stopping:
                     return exc
-                log.warning(
-                    "cannot write to the backlog (%s); retrying",
-                    exc,
-                    extra=backlog.fields,
-                )
+                log.warning("cannot write to the backlog (%s); retrying", exc, extra=backlog.fields)
                 pause(backoff.failed())
 
     def close(self) -> None:
