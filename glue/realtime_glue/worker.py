@@ -224,7 +224,11 @@ class PipelineWorker:
     def process_batch(self, jobs: list[ClaimedJob]) -> None:
         messages = [Message(job_id=job.id, raw=job.item, failures=job.failures) for job in jobs]
         with tracked(self.supervisor, f"a batch of {len(jobs)} jobs from {jobs[0].id}"):
-            errors = self.pipeline.run_batch(messages)  # killed by stop(): stop() gives them back
+            try:
+                errors = self.pipeline.run_batch(messages)  # killed by stop(): stop() gives them back
+            except Exception as exc:  # a bug: the jobs must not stay claimed and renewed forever
+                log.exception("a batch of %d jobs failed as a whole", len(jobs))
+                errors = [exc] * len(jobs)
         for job, error in zip(jobs, errors, strict=True):
             self.in_flight.pop(job.id, None)
             self.finisher.send(self._outcome(job, error))
