@@ -2,7 +2,7 @@
 stuck in one step stops the watchdog pings.
 
 Every long-lived loop (the claim loop, the finisher, the heartbeat, the
-reclaimer, each backlog drainer, each connection writer) is spawned here. If
+reclaimer, each push node's sender, each connection writer) is spawned here. If
 one ends while the glue is not stopping, whatever the reason, the process
 stops with a non-zero exit status so systemd restarts it: nothing keeps
 running with a piece missing.

@@ -1,4 +1,5 @@
-"""The http stage: every node gets each message; a failing node's messages wait in its backlog.
+"""The http stage and its per-node senders: every node gets each message, in order; a failing
+node's messages wait in its backlog; a refusal for good is dead-lettered at that node.
 
 The nodes are fakes, or (for the POST itself) a tiny gevent WSGI server on loopback; the backlog
 feed is an in-memory fake (the Redis feed is tested with a real redis-server elsewhere).
@@ -15,8 +16,9 @@ from conftest import message
 from gevent.pywsgi import WSGIServer
 
 from realtime_glue.errors import PublishFailed, PublishRefused, Reject
-from realtime_glue.publishers.backlog import NodeBacklog
+from realtime_glue.jobqueue import JobState
 from realtime_glue.publishers.http import HttpPublish
+from realtime_glue.publishers.node_sender import NodeSender
 from realtime_glue.publishers.push_node import PushNode, excerpt
 from realtime_glue.stages.format import Format
 
@@ -56,7 +58,7 @@ class FakeJob:
 
 
 class FakeFeed:
-    """The JobFeed calls NodeBacklog makes, kept in memory in order."""
+    """The JobFeed calls a NodeSender makes, kept in memory in order."""
 
     def __init__(self):
         self.ready = []
@@ -107,30 +109,48 @@ class FakeFeed:
     def counts(self):
         return {"ready": len(self.ready), "claimed": len(self.claimed), "stalled": len(self.stalled)}
 
+    def count_by_state(self):
+        return {JobState.READY: len(self.ready), JobState.CLAIMED: len(self.claimed)}
+
     def held(self):
-        return [json.loads(job.item) for job in self.ready]
+        """Every held record, oldest first (some may be out being retried right now)."""
+        return [json.loads(job.item) for job in self.claimed + self.ready]
+
+
+def sender(node, feed=None) -> NodeSender:
+    return NodeSender(node, feed or FakeFeed(), min_backoff=0.001, max_backoff=0.01)
 
 
 @pytest.fixture
 def stage(context):
-    """An http stage with two fake nodes, each with a backlog on a fake feed."""
+    """An http stage with two fake nodes, each with its sender and a backlog on a fake feed."""
     stage = HttpPublish({"nodes": ["http://127.0.0.1:9", "http://127.0.0.2:9"]}, context)
     for node in stage.nodes:
         node.close()
     stage.nodes = [FakeNode("a:80"), FakeNode("b:80")]
-    stage.backlogs = {node.label: NodeBacklog(node, FakeFeed()) for node in stage.nodes}
-    return stage
+    stage.senders = {node.label: sender(node) for node in stage.nodes}
+    stage.start()
+    yield stage
+    stage.close()
 
 
 def formatted(context, job_id="j1", channel="news", data=None):
     return Format({}, context).process(message(job_id=job_id, channel=channel, data=data or {"n": 1}))
 
 
+def wait_for(predicate, what: str) -> None:
+    for _ in range(1000):
+        if predicate():
+            return
+        gevent.sleep(0.002)
+    raise AssertionError(f"never happened: {what}")
+
+
 def test_every_node_gets_the_message_with_the_same_event_id(stage, context):
     msg = stage.process(formatted(context, job_id="j1"))
     a, b = stage.nodes
     assert a.received == b.received == [("news", "j1", msg.body)]
-    assert all(not backlog.down for backlog in stage.backlogs.values())
+    assert all(sender.live for sender in stage.senders.values())
 
 
 def test_a_failing_node_holds_the_message_and_the_other_still_gets_it(stage, context):
@@ -139,24 +159,25 @@ def test_a_failing_node_holds_the_message_and_the_other_still_gets_it(stage, con
     msg = stage.process(formatted(context, job_id="j1"))  # no exception: the job is done
     assert a.received == [("news", "j1", msg.body)]
     assert b.received == []
-    backlog = stage.backlogs["b:80"]
-    assert backlog.down
-    assert backlog.feed.held() == [{"channel": "news", "event_id": "j1", "body": msg.body.decode()}]
-    assert backlog.depth() == 1
-    assert stage.backlogs["a:80"].feed.held() == []
+    sender_b = stage.senders["b:80"]
+    assert not sender_b.live
+    assert sender_b.feed.held() == [{"channel": "news", "event_id": "j1", "body": msg.body.decode()}]
+    assert sender_b.depth() == 1
+    assert stage.senders["a:80"].feed.held() == []
 
 
 def test_while_a_node_is_down_new_messages_queue_behind_its_backlog(stage, context):
     a, b = stage.nodes
     b.failing = True
     stage.process(formatted(context, job_id="j1"))
-    b.failing = False  # the node is back, but held messages must go first
-    stage.process(formatted(context, job_id="j2"))
-    assert b.attempts == 1
-    assert [r["event_id"] for r in stage.backlogs["b:80"].feed.held()] == ["j1", "j2"]
-    assert [event_id for _, event_id, _ in a.received] == ["j1", "j2"]
-    # Nothing is left pending, so the drainer can mark the node up once its backlog is empty.
-    assert stage.backlogs["b:80"].pending_holds == 0
+    stage.process(formatted(context, job_id="j2"))  # held behind j1 while b fails
+    assert [r["event_id"] for r in stage.senders["b:80"].feed.held()] == ["j1", "j2"]
+    b.failing = False  # back: the held ones go first, then what comes next
+    stage.process(formatted(context, job_id="j3"))
+    wait_for(lambda: len(b.received) == 3, "b got all three")
+    assert [event_id for _, event_id, _ in b.received] == ["j1", "j2", "j3"]
+    assert [event_id for _, event_id, _ in a.received] == ["j1", "j2", "j3"]
+    assert stage.senders["b:80"].live
 
 
 def test_the_backlog_delivers_in_order_once_the_node_is_back(stage, context):
@@ -164,19 +185,16 @@ def test_the_backlog_delivers_in_order_once_the_node_is_back(stage, context):
     b.failing = True
     for n in range(3):
         stage.process(formatted(context, job_id=f"j{n}"))
-    backlog = stage.backlogs["b:80"]
-    with pytest.raises(PublishFailed):
-        backlog.drain_once()
-    assert backlog.depth() == 3  # nothing lost on a failed retry
+    assert stage.senders["b:80"].depth() == 3  # nothing lost on failed retries
     b.failing = False
-    assert backlog.drain_once() == 3
+    wait_for(lambda: len(b.received) == 3, "the backlog drained")
     assert [event_id for _, event_id, _ in b.received] == ["j0", "j1", "j2"]
-    assert backlog.depth() == 0
-    assert backlog.drain_once() == 0
+    assert stage.senders["b:80"].depth() == 0
 
 
 def test_without_backlogs_a_node_failure_fails_the_job(stage, context):
-    stage.backlogs = {}
+    stage.close()
+    stage.senders = {}
     stage.nodes[1].failing = True
     with pytest.raises(PublishFailed, match="b:80"):
         stage.process(formatted(context))
@@ -318,15 +336,16 @@ def test_http_stage_with_one_node_down_over_real_sockets(server, context):
     url, requests, _ = server
     dead = closed_port_url()
     stage = HttpPublish({"nodes": [url, dead], "timeout": 5.0}, context)
-    stage.backlogs = {node.label: NodeBacklog(node, FakeFeed()) for node in stage.nodes}
+    stage.senders = {node.label: sender(node) for node in stage.nodes}
+    stage.start()
     try:
         msg = stage.process(formatted(context, job_id="j1", channel="live"))
     finally:
         stage.close()
     assert [(r["query"], r["event_id"], r["body"]) for r in requests] == [("id=live", "j1", msg.body)]
-    held = stage.backlogs[PushNode.label_of(dead)].feed.held()
+    held = stage.senders[PushNode.label_of(dead)].feed.held()
     assert held == [{"channel": "live", "event_id": "j1", "body": msg.body.decode()}]
-    assert stage.backlogs[PushNode.label_of(url)].feed.held() == []
+    assert stage.senders[PushNode.label_of(url)].feed.held() == []
 
 
 def test_batches_in_flight_together_hold_in_the_order_they_were_sent(stage, context):
@@ -346,7 +365,7 @@ def test_batches_in_flight_together_hold_in_the_order_they_were_sent(stage, cont
     second = gevent.spawn(stage.process_batch, [formatted(context, job_id="j2")])
     gevent.joinall([first, second])
     assert first.value == [None] and second.value == [None]
-    assert [r["event_id"] for r in stage.backlogs["b:80"].feed.held()] == ["j1", "j2"]
+    assert [r["event_id"] for r in stage.senders["b:80"].feed.held()] == ["j1", "j2"]
 
 
 def test_a_refusal_for_good_is_dead_lettered_at_that_node_only(stage, context):
@@ -359,9 +378,9 @@ def test_a_refusal_for_good_is_dead_lettered_at_that_node_only(stage, context):
     b.finish_publish = refuse
     msg = stage.process(formatted(context, job_id="j1"))  # the job is done: a has it
     assert a.received == [("news", "j1", msg.body)]
-    backlog = stage.backlogs["b:80"]
-    assert not backlog.down and backlog.feed.held() == []
-    assert list(backlog.feed.stalled.values()) == [
+    sender_b = stage.senders["b:80"]
+    assert sender_b.live and sender_b.feed.held() == []
+    assert list(sender_b.feed.stalled.values()) == [
         (
             {"channel": "news", "event_id": "j1", "body": msg.body.decode()},
             "HTTP 413: 413 Request Entity Too Large",
@@ -380,4 +399,4 @@ def test_a_message_every_node_refuses_fails_the_job_as_a_reject(stage, context):
         node.finish_publish = refuse(node)
     with pytest.raises(Reject, match="every push node refused the message"):
         stage.process(formatted(context, job_id="j1"))
-    assert all(not b.feed.stalled and not b.feed.held() for b in stage.backlogs.values())
+    assert all(not s.feed.stalled and not s.feed.held() for s in stage.senders.values())

@@ -1,27 +1,24 @@
 """http: publish the message to every push node at once.
 
-The job is done when every node has the message, holds it in that node's
-backlog, or refused it for good (then it is in that node's dead-letter):
-one failing node never holds up the others, and never loses a message. A
-message every node refuses is stalled with their answers.
+Each node has its own sender (node_sender.py), the one greenlet that sends to
+it, in claim order: straight to the node while it takes messages, through its
+backlog in Redis while it does not. A batch hands each message to every
+node's sender without yielding (so batches keep their order on every node)
+and waits for what became of it.
 
-Order: a channel's messages are sent to each node in claim order (the
-pipelined client keeps a channel on one connection). What a node did not
-take is written to its backlog in that same order, even when several
-batches are in flight: each batch writes its holds only after the batch
-before it has written its own (a chain of turns), and once a node has
-failed, every later message for it queues in the backlog behind those.
+The job is done when every node has the message, holds it in its backlog,
+or refused it for good (then it is in that node's dead-letter): one failing
+node never holds up the others, and never loses a message. A message every
+node refuses is stalled with their answers.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 
 import gevent
-import gevent.event
 from redis.exceptions import RedisError
 
 from ..backoff import Backoff
@@ -30,7 +27,7 @@ from ..jobqueue import JobFeed
 from ..message import Message
 from ..stage import Stage
 from ..supervisor import idle, pause, spawn_part
-from .backlog import DEFAULT_MAX_AGE, DEFAULT_MAX_MESSAGES, NodeBacklog, backlog_feed_name, record
+from .node_sender import DEFAULT_MAX_AGE, DEFAULT_MAX_MESSAGES, NodeSender, Sent, backlog_feed_name
 from .push_node import PushNode
 
 log = logging.getLogger(__name__)
@@ -69,7 +66,8 @@ class HttpPublish(Stage):
                 )
             except ValueError as exc:
                 raise ConfigError("nodes", str(exc)) from None
-        self.backlogs: dict[str, NodeBacklog] = {}
+        # Without Redis (check-config, status) there are no backlogs: a failure fails the job.
+        self.senders: dict[str, NodeSender] = {}
         if self.context.redis is not None:
             for node in self.nodes:
                 feed = JobFeed(
@@ -77,36 +75,33 @@ class HttpPublish(Stage):
                     backlog_feed_name(self.context.pipeline, node.label),
                     worker_id=self.context.worker_id or None,
                 )
-                self.backlogs[node.label] = NodeBacklog(
+                self.senders[node.label] = NodeSender(
                     node, feed, metrics=metrics, max_age=max_age, max_messages=max_messages
                 )
-        # The turn of the last batch to write its holds; the next batch waits for it.
-        self._last_turn = gevent.event.Event()
-        self._last_turn.set()
         self.stopping = False
 
     def start(self) -> None:
-        for backlog in self.backlogs.values():
-            backlog.start(self.context.supervisor)
+        for sender in self.senders.values():
+            sender.start(self.context.supervisor)
 
     def backlog_feeds(self) -> list[JobFeed]:
-        return [b.feed for b in self.backlogs.values()]
+        return [sender.feed for sender in self.senders.values()]
 
     def backlog_holders(self) -> list[tuple[JobFeed, Callable[[], list[str]]]]:
-        """Each backlog's feed and the records its drainer holds (for the heartbeat)."""
-        return [(b.feed, b.held_ids) for b in self.backlogs.values()]
+        """Each backlog's feed and the records its sender holds (for the heartbeat)."""
+        return [(sender.feed, sender.held_ids) for sender in self.senders.values()]
 
     def dead_letter_feeds(self) -> dict[str, JobFeed]:
         """Each node's dead-letter (its backlog feed's stalled set), by node."""
-        return {label: backlog.feed for label, backlog in self.backlogs.items()}
+        return {label: sender.feed for label, sender in self.senders.items()}
 
     def status(self) -> dict:
-        backlogs = self.backlogs.items()
+        senders = self.senders.items()
         return {
-            "backlog": {label: backlog.depth() for label, backlog in backlogs},
-            "dead_letters": {label: backlog.dead_letter_count() for label, backlog in backlogs},
-            "backlog_dropped": {label: backlog.feed.dropped_counts() for label, backlog in backlogs},
-            "backlog_limit": next(iter(self.backlogs.values())).max_messages if self.backlogs else None,
+            "backlog": {label: sender.depth() for label, sender in senders},
+            "dead_letters": {label: sender.dead_letter_count() for label, sender in senders},
+            "backlog_dropped": {label: sender.feed.dropped_counts() for label, sender in senders},
+            "backlog_limit": next(iter(self.senders.values())).max_messages if self.senders else None,
         }
 
     def process(self, message: Message) -> Message:
@@ -116,19 +111,9 @@ class HttpPublish(Stage):
         return message
 
     def process_batch(self, messages: list[Message]) -> list[Exception | None]:
-        """Publish a batch: every POST is queued first, then the answers are awaited.
-
-        Returns, per message, None or the error that fails it. A node that
-        fails (or is known down) gets the message in its backlog instead.
-        """
+        """Publish a batch; returns, per message, None or the error that fails it."""
         errors: list[Exception | None] = [None] * len(messages)
-        # Taking the turn and queueing every POST happen without yielding, so
-        # batches hold in the order they were sent.
-        previous, mine = self._last_turn, gevent.event.Event()
-        self._last_turn = mine
-        sent = []
-        # Per node: (index, reason) of each message for its backlog, in batch order.
-        to_hold: dict[str, list[tuple[int, str]]] = {label: [] for label in self.backlogs}
+        sendable = []
         for index, message in enumerate(messages):
             if message.body is None:
                 errors[index] = Reject("http: the message has no body (put a format stage before http)")
@@ -137,90 +122,73 @@ class HttpPublish(Stage):
             if problem:
                 errors[index] = Reject(f"http: {problem}")
                 continue
-            for node in self.nodes:
-                backlog = self.backlogs.get(node.label)
-                if backlog is not None and backlog.down:
-                    # Queue behind the held messages so the node gets them in order.
-                    to_hold[node.label].append((index, "node is down"))
-                    backlog.pending_holds += 1
-                else:
-                    sent.append(
-                        (index, node, node.start_publish(message.channel, message.event_id, message.body))
-                    )
-        refusals: dict[int, list[PublishRefused]] = {}
+            sendable.append(index)
+        if not self.senders:
+            self._publish_directly(messages, sendable, errors)
+            return errors
+        # Handing every message to every sender never yields: batches keep their order.
+        results = {
+            index: [
+                (
+                    label,
+                    sender.submit(messages[index].channel, messages[index].event_id, messages[index].body),
+                )
+                for label, sender in self.senders.items()
+            ]
+            for index in sendable
+        }
+        with idle():  # the senders are watched themselves
+            gevent.wait([result for pairs in results.values() for _, result in pairs])
+        for index, pairs in results.items():
+            errors[index] = self._outcome(messages[index], pairs)
+        return errors
+
+    def _outcome(self, message: Message, pairs: list) -> Exception | None:
+        refusals = []
+        for _label, result in pairs:
+            if not result.successful():
+                return result.exception  # the glue stopped before it was delivered or held
+            sent, refusal = result.value
+            if sent is Sent.REFUSED:
+                refusals.append(refusal)
+        if not refusals:
+            return None
+        if len(refusals) == len(pairs):
+            # No node has it: the job is stalled with their answers, not dead-lettered N times.
+            if len(refusals) == 1:
+                return refusals[0]
+            answers = "; ".join(str(exc) for exc in refusals)
+            return PublishRefused(
+                refusals[0].node, refusals[0].status, f"every push node refused the message: {answers}"
+            )
+        for refusal in refusals:
+            sender = self.senders[refusal.node]
+            failure = self._retry_redis(
+                sender, sender.dead_letter, message.channel, message.event_id, message.body, refusal
+            )
+            if failure is not None:
+                return TransientFailure(f"http: cannot dead-letter the message for {refusal.node}: {failure}")
+        return None
+
+    def _publish_directly(self, messages: list[Message], indexes: list[int], errors: list) -> None:
+        """No backlogs: every POST queued, then the answers; a failure fails the job."""
+        sent = [
+            (
+                index,
+                node,
+                node.start_publish(messages[index].channel, messages[index].event_id, messages[index].body),
+            )
+            for index in indexes
+            for node in self.nodes
+        ]
         deadline = time.monotonic() + self.timeout
         for index, node, pending in sent:
             try:
                 node.finish_publish(pending, max(0.0, deadline - time.monotonic()))
-            except PublishRefused as exc:
-                refusals.setdefault(index, []).append(exc)
-            except PublishFailed as exc:
-                backlog = self.backlogs.get(node.label)
-                if backlog is None:
-                    errors[index] = exc
-                    continue
-                backlog.down = True  # later batches queue behind this one at once
-                backlog.pending_holds += 1
-                to_hold[node.label].append((index, str(exc)))
-        with idle():  # the batch before this one is watched itself
-            previous.wait()
-        try:
-            self._refused(messages, refusals, errors)
-            for label, held in to_hold.items():
-                if held:
-                    self._hold(self.backlogs[label], messages, sorted(held), errors)
-        finally:
-            # Written, given up, or the batch was killed: either way no longer pending.
-            for label, held in to_hold.items():
-                self.backlogs[label].pending_holds -= len(held)
-            mine.set()
-        return errors
+            except (PublishFailed, PublishRefused) as exc:
+                errors[index] = errors[index] or exc
 
-    def _refused(self, messages: list[Message], refusals: dict, errors: list) -> None:
-        """A message refused for good: dead-lettered at each node that refused it, or the
-        job stalled with the answers when every node did (no node has it)."""
-        for index, refused in sorted(refusals.items()):
-            message = messages[index]
-            if len(refused) == len(self.nodes) or not self.backlogs:
-                answers = "; ".join(str(exc) for exc in refused)
-                errors[index] = (
-                    PublishRefused(
-                        refused[0].node, refused[0].status, f"every push node refused the message: {answers}"
-                    )
-                    if len(refused) > 1
-                    else refused[0]
-                )
-                continue
-            for exc in refused:
-                backlog = self.backlogs[exc.node]
-                failure = self._retry_redis(
-                    backlog, backlog.dead_letter, message.channel, message.event_id, message.body, exc
-                )
-                if failure is not None:
-                    errors[index] = TransientFailure(
-                        f"http: cannot dead-letter the message for {exc.node}: {failure}"
-                    )
-
-    def _hold(
-        self, backlog: NodeBacklog, messages: list[Message], held: list[tuple[int, str]], errors: list
-    ) -> None:
-        # The event id (the job's id) names the record, so a hold retried after a lost reply,
-        # or the same job held again after a reclaim, is in the backlog once.
-        records = [
-            (
-                messages[i].event_id or uuid.uuid4().hex,
-                record(messages[i].channel, messages[i].event_id, messages[i].body),
-            )
-            for i, _ in held
-        ]
-        failure = self._retry_redis(backlog, backlog.hold, records, held[0][1])
-        if failure is not None:
-            for index, _ in held:
-                errors[index] = TransientFailure(
-                    f"http: cannot hold the message for {backlog.node.label}: {failure}"
-                )
-
-    def _retry_redis(self, backlog: NodeBacklog, write, *args) -> Exception | None:
+    def _retry_redis(self, sender: NodeSender, write, *args) -> Exception | None:
         """Run a Redis write until it succeeds (Redis away: backoff); None, or the last error
         if the glue is stopping meanwhile (the job is then given back)."""
         backoff = Backoff()
@@ -231,12 +199,12 @@ class HttpPublish(Stage):
             except (RedisError, OSError) as exc:
                 if self.stopping:
                     return exc
-                log.warning("cannot write to the backlog (%s); retrying", exc, extra=backlog.fields)
+                log.warning("cannot write to the dead-letter (%s); retrying", exc, extra=sender.fields)
                 pause(backoff.failed())
 
     def close(self) -> None:
         self.stopping = True
-        for backlog in self.backlogs.values():
-            backlog.stop()
+        for sender in self.senders.values():
+            sender.stop()
         for node in self.nodes:
             node.close()
