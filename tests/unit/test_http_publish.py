@@ -400,3 +400,25 @@ def test_a_message_every_node_refuses_fails_the_job_as_a_reject(stage, context):
     with pytest.raises(Reject, match="every push node refused the message"):
         stage.process(formatted(context, job_id="j1"))
     assert all(not s.feed.stalled and not s.feed.held() for s in stage.senders.values())
+
+
+def test_a_node_that_comes_back_under_steady_load_goes_live_again_in_order(stage, context):
+    """Batches keep coming, several in flight at once, while the node fails and recovers: its
+    messages arrive in claim order, and once its backlog is empty it is sent to directly again
+    (with a node marked down until a moment without pending holds, that moment never came)."""
+    b = stage.nodes[1]
+    b.failing = True
+    in_flight = []
+    for n in range(300):
+        in_flight.append(gevent.spawn(stage.process_batch, [formatted(context, job_id=f"j{n:03}")]))
+        if n == 100:
+            b.failing = False
+        gevent.sleep(0.0005)
+    gevent.joinall(in_flight)
+    assert all(g.value == [None] for g in in_flight)
+    wait_for(lambda: len(b.received) == 300, "every message on the node that came back")
+    assert [event_id for _, event_id, _ in b.received] == [f"j{n:03}" for n in range(300)]
+    assert stage.senders["b:80"].live
+    before = b.attempts
+    stage.process(formatted(context, job_id="after"))
+    assert b.attempts == before + 1 and b.received[-1][1] == "after"  # straight to the node
