@@ -17,6 +17,7 @@ from .jobqueue import JobFeed, JobState  # noqa: E402
 from .logs import setup_logging  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
 from .stage import StageContext  # noqa: E402
+from .webpush.commands import add_commands as add_webpush_commands  # noqa: E402
 
 # sysexits.h: systemd shows these by name (status=78/CONFIG), and glue@.service
 # does not restart on EX_CONFIG: a bad config stays bad until someone edits it.
@@ -65,6 +66,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("check-config", help="validate the config file and build every pipeline")
     p.set_defaults(func=cmd_check_config)
+
+    add_webpush_commands(sub)
 
     args = parser.parse_args(argv)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .publishers.file import FilePublish
 from .publishers.http import HttpPublish
+from .publishers.webpush import WebPushPublish
 from .stage import Stage
 from .stages.anonymize import Anonymize
 from .stages.encrypt import Encrypt
@@ -17,7 +18,8 @@ from .stages.json_envelope import JsonEnvelope
 from .stages.validate import Validate
 
 STAGES: dict[str, type[Stage]] = {
-    cls.name: cls for cls in (JsonEnvelope, Anonymize, Encrypt, Format, Validate, HttpPublish, FilePublish)
+    cls.name: cls
+    for cls in (JsonEnvelope, Anonymize, Encrypt, Format, Validate, HttpPublish, FilePublish, WebPushPublish)
 }
 
 PRESETS: dict[str, list[str]] = {

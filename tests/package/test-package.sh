@@ -1,18 +1,28 @@
 #!/bin/bash
-# `make package-test`: the .deb as an operator meets it, in a systemd container
-# (realtime-glue/systemd:bookworm, systemd as PID 1, no --privileged):
+# Usage: test-package.sh [SUITE]   (bookworm (default) or trixie)
+# The packages of the repository as an operator meets them, in a systemd
+# container of Debian SUITE (tests/image/build-base.sh SUITE, systemd as PID 1,
+# no --privileged):
 #   apt-get install realtime-glue from the signed repository `make repo` built,
 #   enable glue@demo and see it active (running) with READY reported, hardened
 #   to an exposure <= 2.0, restart it under load without losing a job, check the
-#   staggered restart timers, then purge the package cleanly.
+#   staggered restart timers, upgrade keeping an edited conffile, then purge the
+#   package cleanly;
+#   then the push-stream module: on Debian 12 apt installs ours from the
+#   repository and nginx loads it; on Debian 13 apt refuses ours (it depends on
+#   Debian 12's nginx ABI) and installs Debian's, which nginx loads.
+# `make package-test` runs it for both releases (tests/package/test-releases.sh).
 # Each step is printed; the container is removed on exit, pass or fail.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-image=${BASE_IMAGE:-realtime-glue/systemd:bookworm}
+suite=${1:-bookworm}
+image=$(tests/image/build-base.sh --name "$suite")
 repo=$root/packaging/out/repo
 jobs=${PACKAGE_TEST_JOBS:-2000}
-ct=realtime-glue-package-test-$$
+ct=realtime-glue-package-test-$suite-$$
+module_package=libnginx-mod-http-push-stream
+module=/usr/lib/nginx/modules/ngx_http_push_stream_module.so
 
 step() { echo; echo "=== package-test: $*"; }
 ok() { echo "ok: $*"; }
@@ -35,9 +45,9 @@ show() { in_ct systemctl show -P "$1" "$2"; }
 
 [ -f "$repo/InRelease" ] || fail "no repository at $repo: run make repo"
 
-step "docker engine and base image"
+step "docker engine and base image ($image)"
 tests/scripts/docker-engine.sh start
-tests/image/build-base.sh
+tests/image/build-base.sh "$suite"
 
 step "start $ct from $image (systemd as PID 1)"
 cleanup() {
@@ -46,7 +56,7 @@ cleanup() {
     docker rm -f "$ct" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-docker run -d --name "$ct" --hostname package-test \
+docker run -d --name "$ct" --hostname "package-test-$suite" \
     --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --cap-add AUDIT_WRITE \
     --cap-add AUDIT_CONTROL --cap-add SYSLOG --cap-add SYS_NICE --cap-add SYS_TIME \
     --security-opt seccomp=unconfined --cgroupns=host \
@@ -267,7 +277,7 @@ fi
 dpkg_status=$(in_ct dpkg-query -W -f '${Status}' realtime-glue 2>/dev/null || true)
 [[ -z $dpkg_status || $dpkg_status == *not-installed ]] || fail "dpkg still has realtime-glue: $dpkg_status"
 for path in /etc/realtime-glue /var/lib/realtime-glue /var/log/realtime-glue /usr/bin/realtime-glue \
-    /lib/systemd/system/glue@.service /etc/systemd/system/glue.target.wants; do
+    /usr/lib/systemd/system/glue@.service /etc/systemd/system/glue.target.wants; do
     in_ct test ! -e "$path" || fail "$path is left after purge"
 done
 dangling=$(in_ct find /etc/systemd/system -xtype l -name '*glue*' -print)
@@ -279,4 +289,44 @@ if in_ct getent passwd realtime-glue >/dev/null; then
     echo "note: the system user realtime-glue stays after purge, as Debian does for system accounts"
 fi
 
-step "passed"
+step "the push-stream module package ($module_package) on $suite"
+# The stand-in push node leaves port 80 to nginx.
+in_ct systemctl stop fake-push-node.service
+ours=$(cd "$repo" && ls ${module_package}_*.deb)
+loads() { in_ct sh -c "printf 'load_module $module;\\nevents {}\\n' >/tmp/load.conf && nginx -q -t -c /tmp/load.conf"; }
+case $suite in
+    bookworm)
+        in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$module_package" 2>&1 | tail -n 3
+        installed=$(in_ct dpkg-query -W -f '${Version}' "$module_package")
+        [ "$installed" = "$(dpkg-deb --field "$repo/$ours" Version)" ] || fail "installed $module_package $installed, not ours"
+        in_ct apt-cache madison "$module_package" | grep -F "$installed" | grep -q 'file:/srv/realtime-glue-repo' \
+            || fail "$module_package $installed did not come from the repository"
+        in_ct dpkg-query -W -f '${Depends}\n' "$module_package" | grep -q 'nginx-abi-1.22.1-7' \
+            || fail "$module_package does not depend on Debian 12's nginx ABI"
+        loads || fail "nginx does not load $module"
+        ok "$module_package $installed from the repository (Depends: $(in_ct dpkg-query -W -f '${Depends}' "$module_package")); nginx $(in_ct dpkg-query -W -f '${Version}' nginx) loads it"
+        ;;
+    trixie)
+        # Bad input: our Debian 12 build on Debian 13's nginx (another ABI).
+        in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx 2>&1 | tail -n 1
+        if refused=$(in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "/srv/realtime-glue-repo/$ours" 2>&1); then
+            echo "$refused"
+            fail "apt installed $ours (built for Debian 12's nginx) on $suite"
+        fi
+        echo "$refused" | tail -n 6
+        echo "$refused" | grep -q 'nginx-abi-1.22.1-7' || fail "apt's refusal does not name the nginx ABI"
+        in_ct dpkg-query -W -f '${Status}' "$module_package" 2>/dev/null | grep -q '^install ok installed' \
+            && fail "$module_package got installed anyway"
+        in_ct systemctl is-active --quiet nginx.service || fail "nginx is not running after the refused install"
+        ok "apt refused $ours: $(echo "$refused" | grep -m1 -o 'Depends: nginx-abi[^ ]*.*')"
+        in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$module_package" 2>&1 | tail -n 3
+        installed=$(in_ct dpkg-query -W -f '${Version}' "$module_package")
+        in_ct apt-cache madison "$module_package" | grep -F "$installed" | grep -q 'deb.debian.org' \
+            || fail "$module_package $installed is not Debian's"
+        loads || fail "nginx does not load $module"
+        ok "Debian's $module_package $installed (Depends: $(in_ct dpkg-query -W -f '${Depends}' "$module_package")); nginx $(in_ct dpkg-query -W -f '${Version}' nginx) loads it"
+        ;;
+esac
+
+step "passed ($suite)"

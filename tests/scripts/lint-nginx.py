@@ -1,9 +1,9 @@
 """`make lint-nginx`: nginx -t on nginx/push-stream.conf in both flavours.
 
 Each flavour is rendered twice: with the role's production defaults (only the
-files nginx writes moved into a temporary prefix, and the module taken from
-build/) and as the integration tests' loopback node. The push_stream flavour
-needs the module built by `make push-stream-module` (PUSH_STREAM_SRC set).
+files nginx writes moved into a temporary prefix) and as the integration tests'
+loopback node. Both modules are loaded from their Debian packages: push_stream
+needs `make push-stream-module`, nchan `make deps`; a missing one fails the lint.
 """
 
 import subprocess
@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.push_node import BUILT_MODULE, NGINX, PushNode, render_config
+from support.push_node import MODULES, NGINX, PushNode, missing_module, render_config
 
 
 def check_defaults(flavour: str) -> None:
@@ -24,7 +24,8 @@ def check_defaults(flavour: str) -> None:
             render_config(
                 {
                     "push_stream_flavour": flavour,
-                    "push_stream_module_path": str(BUILT_MODULE),
+                    "push_stream_module_path": str(MODULES["push_stream"]),
+                    "push_stream_nchan_module_path": str(MODULES["nchan"]),
                     "push_stream_pid_path": str(prefix / "nginx.pid"),
                     "push_stream_error_log": str(prefix / "error.log"),
                     "push_stream_temp_path": str(prefix / "tmp"),
@@ -35,13 +36,11 @@ def check_defaults(flavour: str) -> None:
 
 
 def main() -> int:
-    flavours = ["nchan"]
-    if BUILT_MODULE.exists():
-        flavours.insert(0, "push_stream")
-    else:
-        print(
-            f"lint-nginx: {BUILT_MODULE} not built (PUSH_STREAM_SRC unset): push_stream flavour not checked"
-        )
+    flavours = ["push_stream", "nchan"]
+    missing = [why for flavour in flavours if (why := missing_module(flavour))]
+    if missing:
+        print("lint-nginx: " + "; ".join(missing), file=sys.stderr)
+        return 1
     for flavour in flavours:
         check_defaults(flavour)
         node = PushNode(flavour)

@@ -81,7 +81,7 @@ class PushNode:
         if problem:
             raise Reject(f"{self.label}: {problem}")
         head = [
-            f"POST {self.path_prefix}/pub?id={quote(channel, safe='')} HTTP/1.1".encode(),
+            f"POST {self.path_prefix}/pub?id={quote(channel, safe=':@=')} HTTP/1.1".encode(),
             b"Host: " + self._host_header,
             b"Content-Type: application/json",
             b"Content-Length: " + str(len(body)).encode(),
