@@ -35,6 +35,7 @@ import gevent
 
 from .jobqueue import JobFeed
 from .lease import FeedInstances, LeasedFeed, PartitionLease
+from .supervisor import Supervisor, pause, progress, spawn_part
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,7 @@ class PartitionBalancer:
 
     def run(self) -> None:
         while not self.stopping:
+            progress()
             try:
                 self.balance_once()
             except Exception as exc:
@@ -233,10 +235,12 @@ class PartitionBalancer:
                         log.warning("the lease of %s ran out while Redis was away", partition.name)
                         partition.lease.lost()
                         self._close(partition, release=False)
-            gevent.sleep(self.interval)
+            pause(self.interval)
 
-    def start(self) -> PartitionBalancer:
-        self.greenlet = gevent.spawn(self.run)
+    def start(self, supervisor: Supervisor | None = None) -> PartitionBalancer:
+        self.greenlet = spawn_part(
+            supervisor, f"partition balancer of {self.feed}", self.run, told_to_stop=lambda: self.stopping
+        )
         return self
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -28,6 +28,7 @@ from redis.exceptions import ResponseError
 
 from .jobqueue import ClaimedJob, FeedKeys, JobFeed
 from .lua_scripts import run_script
+from .supervisor import pause
 
 
 class PartitionLease:
@@ -126,6 +127,12 @@ class LeasedFeed(JobFeed):
                 self.lease.lost()
                 return []
             raise
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        if not self.lease.held:  # jobs may be waiting, but not for us: do not spin on them
+            pause(timeout)
+            return False
+        return super().wait_for_jobs(timeout)
 
 
 class FeedInstances:
