@@ -102,6 +102,12 @@ class PartitionBench:
         share = -(-len(feeds) // len(glues))
         return set(held) == set(pids) and max(held.count(p) for p in pids) <= share
 
+    def nginx_cpu(self) -> float:
+        """CPU seconds of the push node's nginx, master and workers."""
+        master = self.node.pid
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        return sum(cpu_seconds(int(pid)) for pid in [master, *children])
+
     def lpush_calls(self) -> int:
         return int(self.client.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0))
 
@@ -137,6 +143,7 @@ class PartitionBench:
         started, first = time.monotonic(), self.finished(feeds)
         cpu_glue = sum(cpu_seconds(g.process.pid) for g in glues)
         cpu_redis = cpu_seconds(self.redis.process.pid)
+        cpu_nginx = self.nginx_cpu()
         target = int(MEASURED_SHARE * JOBS)
         wait_until(
             lambda: self.finished(feeds) >= target, timeout=600, interval=0.02, what=f"{name}: jobs finished"
@@ -145,6 +152,7 @@ class PartitionBench:
         measured = self.finished(feeds) - first
         cpu_glue = sum(cpu_seconds(g.process.pid) for g in glues) - cpu_glue
         cpu_redis = cpu_seconds(self.redis.process.pid) - cpu_redis
+        cpu_nginx = self.nginx_cpu() - cpu_nginx
         held = self.lpush_calls() - lpush
         wait_until(lambda: self.finished(feeds) >= JOBS, timeout=600, interval=0.1, what=f"{name}: the rest")
         stalled = sum(self.client.scard(f"feed.stalled:{f}") for f in feeds)
@@ -161,6 +169,8 @@ class PartitionBench:
             "glue_cpu_percent": round(100 * cpu_glue / elapsed, 1),
             "redis_cpu_percent": round(100 * cpu_redis / elapsed, 1),
             "glue_cpu_us_per_job": round(1e6 * cpu_glue / measured, 1),
+            # Glue, Redis and nginx together: what one job costs the machine.
+            "total_cpu_us_per_job": round(1e6 * (cpu_glue + cpu_redis + cpu_nginx) / measured, 1),
             "held_in_node_backlog": held,
             "load_average": os.getloadavg()[0],
         }
@@ -178,10 +188,22 @@ def medians(results: dict) -> dict:
         runs = [r[name] for r in results["rounds"]]
         out[name] = {
             key: round(statistics.median(run[key] for run in runs), 1)
-            for key in ("per_second", "glue_cpu_percent", "redis_cpu_percent", "glue_cpu_us_per_job")
+            for key in (
+                "per_second",
+                "glue_cpu_percent",
+                "redis_cpu_percent",
+                "glue_cpu_us_per_job",
+                "total_cpu_us_per_job",
+            )
         }
         out[name]["held_in_node_backlog"] = sum(run["held_in_node_backlog"] for run in runs)
     return out
+
+
+def projected_ceiling(run: dict, instances: int, cpus: int) -> float:
+    """Messages/s the CPU per job allows on idle cores: each glue process uses at most one core,
+    and glue, Redis and nginx together at most every core."""
+    return min(instances * 1e6 / run["glue_cpu_us_per_job"], cpus * 1e6 / run["total_cpu_us_per_job"])
 
 
 def print_report(results: dict) -> None:
@@ -200,7 +222,7 @@ def print_report(results: dict) -> None:
     print(f"\n  median of {len(results['rounds'])} rounds:")
     print(
         f"  {'run':<34} {'msg/s':>9} {'vs alone':>9} {'glue CPU':>9} {'redis CPU':>10} {'µs/job':>7}"
-        f" {'via backlog':>11}"
+        f" {'all µs/job':>10} {'via backlog':>11}"
     )
     median = results["median"]
     for name, label in CONFIGURATIONS.items():
@@ -208,8 +230,20 @@ def print_report(results: dict) -> None:
         print(
             f"  {label:<34} {run['per_second']:>9,.0f} {results['ratios_to_alone'][name]:>8.2f}x"
             f" {run['glue_cpu_percent']:>8}% {run['redis_cpu_percent']:>9}% {run['glue_cpu_us_per_job']:>7}"
-            f" {run['held_in_node_backlog']:>11}"
+            f" {run['total_cpu_us_per_job']:>10} {run['held_in_node_backlog']:>11}"
         )
+    cpus = results["machine"]["cpus"]
+    print(f"\n  projected from the CPU per job, for {cpus} idle cores (not measured):")
+    for name, label in CONFIGURATIONS.items():
+        run, count = median[name], (1 if name == "alone" else int(name.removeprefix("instances")))
+        ceiling = projected_ceiling(run, count, cpus)
+        alone = projected_ceiling(median["alone"], 1, cpus)
+        print(f"  {label:<34} {ceiling:>9,.0f} {ceiling / alone:>8.2f}x")
+    print(
+        "\n  µs/job: the glue processes' CPU per job; all µs/job: glue, Redis and nginx together."
+        "\n  On a busy machine more processes also win a larger share of the contended cores, so"
+        "\n  compare the rates with the load beside them, and the CPU per job, which load skews less."
+    )
 
 
 def save(results: dict) -> Path:
@@ -251,6 +285,14 @@ def main() -> int:
     alone = results["median"]["alone"]["per_second"]
     results["ratios_to_alone"] = {
         name: round(run["per_second"] / alone, 3) for name, run in results["median"].items()
+    }
+    results["projected_ceiling_per_second"] = {
+        name: round(
+            projected_ceiling(
+                run, 1 if name == "alone" else int(name.removeprefix("instances")), os.cpu_count()
+            )
+        )
+        for name, run in results["median"].items()
     }
     results["load_average_after"] = os.getloadavg()
     print_report(results)
