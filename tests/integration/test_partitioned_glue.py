@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -21,7 +22,7 @@ from realtime_glue.jobqueue import JobFeed
 from realtime_glue.lease import lease_holder
 from realtime_glue.partitions import PartitionedFeed, partition_feed_names, partition_of
 from support.event_collector import ChannelCollectors
-from support.glue_process import GlueProcess, feed_counts, wait_until, write_config
+from support.glue_process import DEBIAN_PYTHON, GlueProcess, feed_counts, wait_until, write_config
 
 PARTITIONS = 8
 CONCURRENCY = 32
@@ -111,11 +112,15 @@ def assert_feeds_empty(client) -> None:
         assert counts["ready"] == counts["claimed"] == counts["stalled"] == 0, (feed, counts)
 
 
-def test_three_instances_one_killed_keep_each_channels_order_on_both_nodes(workdir, redis_server, push_nodes):
+# Also on Debian's python3-* packages (redis-py 4.3, gevent 22.10), what the .deb runs on.
+@pytest.mark.parametrize("python", [sys.executable, DEBIAN_PYTHON], ids=["venv", "debian"])
+def test_three_instances_one_killed_keep_each_channels_order_on_both_nodes(
+    workdir, redis_server, push_nodes, python
+):
     client = redis_server.client()
     config = config_for(workdir, redis_server, push_nodes)
     collectors = [ChannelCollectors(node, CHANNELS) for node in push_nodes]
-    glues = [GlueProcess(config, "comments").start() for _ in range(3)]
+    glues = [GlueProcess(config, "comments", python=python).start() for _ in range(3)]
     per_channel = 500
     try:
         wait_until(lambda: shared_by(client, glues), timeout=30, what="3 instances sharing 8 partitions")
