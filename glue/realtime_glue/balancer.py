@@ -111,9 +111,6 @@ class PartitionBalancer:
     def share(self) -> int:
         return fair_share(len(self.partition_names), self.live)
 
-    def open_feeds(self) -> list[LeasedFeed]:
-        return [p.feed for p in self.held.values() if p.state is PartitionState.OPEN]
-
     def describe(self) -> dict[str, str]:
         """Each partition this instance holds, with its state."""
         return {p.name: p.state.value for _, p in sorted(self.held.items())}
