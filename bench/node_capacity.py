@@ -29,7 +29,8 @@ BENCH_WITHOUT_EVENT_ID (1: also push_stream, apart, publishing without Event-ID:
 separate id chunk costs), BENCH_PUSH_STREAM_BEFORE (a module file, or a
 libnginx-mod-http-push-stream .deb, of another build, e.g. the package before a patch:
 also run as `push_stream before`, next to the installed module in each placement, so
-before and after are measured in one run at the same load).
+before and after are measured in one run at the same load; it runs right after the
+installed one, or right before it with BENCH_PUSH_STREAM_BEFORE_FIRST=1).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ WITHOUT_EVENT_ID = os.environ.get("BENCH_WITHOUT_EVENT_ID", "1") == "1"
 NO_ID_LABEL = "push_stream without Event-ID"
 BEFORE = os.environ.get("BENCH_PUSH_STREAM_BEFORE", "")
 BEFORE_LABEL = "push_stream before"
+BEFORE_FIRST = os.environ.get("BENCH_PUSH_STREAM_BEFORE_FIRST", "0") == "1"
 SHORT = {
     "push_stream": "push_stream",
     "baseline": "baseline",
@@ -144,6 +146,7 @@ def measure() -> dict:
         "goals": GOALS,
         "notes": notes,
         "modules": modules,
+        "before_first": BEFORE_FIRST if before_settings else None,
         "runs": [],
     }
     role_values = sysctl_file_values(SYSCTL_FILE)
@@ -159,16 +162,19 @@ def measure() -> dict:
                 "host_values_restored": bed.host_values_changed,
             }
             for kind in nodes:
-                print(f"node capacity: {kind}, {placement}: {SUBSCRIBERS:,} subscribers ...", flush=True)
-                spec = RunSpec(kind, SUBSCRIBERS, message_sizes=MESSAGE_SIZES, broadcasts=BROADCASTS)
-                results["runs"].append(measured(bed, spec, programs))
+                specs = [RunSpec(kind, SUBSCRIBERS, message_sizes=MESSAGE_SIZES, broadcasts=BROADCASTS)]
                 if kind == "push_stream" and before_settings:
-                    # Right after the installed module: the same load, as far as one can tell.
-                    print(f"node capacity: {BEFORE_LABEL}, {placement} ...", flush=True)
-                    spec = RunSpec(
+                    # Next to the installed module: the same load, as far as one can tell.
+                    before = RunSpec(
                         "push_stream", SUBSCRIBERS, message_sizes=MESSAGE_SIZES, broadcasts=BROADCASTS,
                         settings=before_settings, label=BEFORE_LABEL,
                     )  # fmt: skip
+                    specs = [before, *specs] if BEFORE_FIRST else [*specs, before]
+                for spec in specs:
+                    print(
+                        f"node capacity: {spec.label or kind}, {placement}: {SUBSCRIBERS:,} subscribers ...",
+                        flush=True,
+                    )
                     results["runs"].append(measured(bed, spec, programs))
             if placement == "apart" and "push_stream" in nodes and WITHOUT_EVENT_ID:
                 # What push-stream's separate id chunk costs (one writev more per subscriber).
