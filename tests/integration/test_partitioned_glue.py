@@ -74,6 +74,16 @@ def shared_by(client, glues: list[GlueProcess]) -> bool:
     return set(held.values()) == pids and max(counts) <= share
 
 
+def freeze_holding_claims(client, glue: GlueProcess, held: list[str]) -> bool:
+    """Stop the process; True (left stopped) if it holds claims in `held`, else it goes on."""
+    os.kill(glue.process.pid, signal.SIGSTOP)
+    if sum(client.zcard(f"feed.claimed:{feed}") for feed in held):
+        return True
+    os.kill(glue.process.pid, signal.SIGCONT)
+    time.sleep(0.003)
+    return False
+
+
 class Producer:
     """Puts `per_channel` jobs on every channel, interleaved, in rounds, as PartitionedFeed does."""
 
@@ -130,12 +140,8 @@ def test_three_instances_one_killed_keep_each_channels_order_on_both_nodes(
         victim = glues[1]
         wait_until(lambda: producer.put >= total // 3, timeout=60, what="a third of the jobs put")
         held = held_by(client, victim)
-        wait_until(
-            lambda: sum(client.zcard(f"feed.claimed:{feed}") for feed in held),
-            timeout=30,
-            interval=0.001,
-            what="the victim to hold claims",
-        )
+        # Frozen (SIGSTOP) while we look, so what we see in flight is what it dies with.
+        wait_until(lambda: freeze_holding_claims(client, victim, held), timeout=30, what="claims to kill")
         os.kill(victim.process.pid, signal.SIGKILL)
         victim.process.wait(10)
         killed_at = time.monotonic()
