@@ -39,6 +39,8 @@ import socket
 import uuid
 from dataclasses import dataclass
 
+from redis.exceptions import NoScriptError
+
 from .lua_scripts import run_script
 
 
@@ -136,9 +138,11 @@ class JobFeed:
         # A script without a mirror never touches its mirror_* keys.
         self._named_keys = {**self.keys.named(), **self.keys.named("mirror_")}
 
-    def _run(self, script: str, args: list, client=None, mirror: JobFeed | None = None):
+    def _run(
+        self, script: str, args: list, client=None, mirror: JobFeed | None = None, preloaded: bool = False
+    ):
         keys = self._named_keys if mirror is None else {**self._named_keys, **mirror.keys.named("mirror_")}
-        return run_script(self.redis, script, keys, args, client=client)
+        return run_script(self.redis, script, keys, args, client=client, preloaded=preloaded)
 
     # --- producing -----------------------------------------------------------
     def put(self, item: bytes | str, priority: bool = False, job_id: str | None = None) -> str:
@@ -179,13 +183,31 @@ class JobFeed:
         return {reason: int(counts.get(reason.encode(), 0)) for reason in ("expired", "full")}
 
     # --- consuming -----------------------------------------------------------
-    def claim(self, count: int = 1, mirror: JobFeed | None = None) -> list[ClaimedJob]:
+    def claim(self, count: int = 1, mirror: JobFeed | None = None, wait: float = 0.0) -> list[ClaimedJob]:
         """Claim up to `count` ready jobs for this worker, oldest first.
 
         With `mirror`, each claimed job is also put on the mirror feed in the
         same step (a shadow pipeline reads that feed).
+
+        With `wait` (seconds), a claim that finds no job ready blocks until one
+        is put, up to `wait`, in the same round trip: a BLMOVE of feed.ids' tail
+        back onto its tail (the list is left as it was: the id stays ready) and
+        the claim script behind it in one pipeline, which Redis runs the moment
+        the BLMOVE returns. An id still leaves feed.ids only through the claim
+        script, so a Thoonk consumer shares the feed as before. [] if nothing
+        came (or another worker took it first).
         """
-        flat = self._run("claim", [self.worker_id, count, "1" if mirror is not None else "0"], mirror=mirror)
+        args = [self.worker_id, count, "1" if mirror is not None else "0"]
+        if wait <= 0:
+            flat = self._run("claim", args, mirror=mirror)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.blmove(self.keys.ids, self.keys.ids, wait, "RIGHT", "RIGHT")
+            self._run("claim", args, client=pipe, mirror=mirror, preloaded=True)
+            try:
+                _, flat = pipe.execute()
+            except NoScriptError:  # Redis lost its scripts (a restart): load and claim again
+                flat = self._run("claim", args, mirror=mirror)
         return [ClaimedJob(_text(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def wait_for_jobs(self, timeout: float) -> bool:

@@ -34,6 +34,8 @@ from .supervisor import Supervisor, idle, pause, progress, spawn_part, tracked
 log = logging.getLogger(__name__)
 
 FINISH_BATCH = 512
+# How long a claim waits for the next job when none is ready (below [redis] timeout, >= 2 s).
+WAIT_FOR_JOBS = 1.0
 
 
 class Settle(enum.Enum):
@@ -174,7 +176,9 @@ class PipelineWorker:
             while free < self.claim_batch and self.slots.acquire(blocking=False):
                 free += 1
             try:
-                jobs = self.feed.claim(free, mirror=self.mirror)
+                # Blocks (up to WAIT_FOR_JOBS) until a job is put if none is ready: one round
+                # trip per claim whether or not the feed was empty.
+                jobs = self.feed.claim(free, mirror=self.mirror, wait=WAIT_FOR_JOBS)
             except Exception as exc:
                 self._free_slots(free)
                 delay = backoff.failed()
@@ -185,7 +189,6 @@ class PipelineWorker:
             self._free_slots(free - len(jobs))
             self.held.update(job.id for job in jobs)
             if not jobs:
-                self._wait_for_jobs(backoff)
                 continue
             if self.stopping:  # claimed as we were told to stop: give them back
                 for job in jobs:
@@ -198,10 +201,6 @@ class PipelineWorker:
                 self.in_flight[job.id] = batch
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.held))
-            if len(jobs) < free:
-                # The feed ran dry: block until the next job instead of asking
-                # again (saves a round trip per job at low rates).
-                self._wait_for_jobs(backoff)
 
     def _free_slots(self, count: int) -> None:
         for _ in range(count):
@@ -212,14 +211,6 @@ class PipelineWorker:
         self._free_slots(len(job_ids))
         if self.metrics is not None:
             self.metrics.in_flight.set(len(self.held))
-
-    def _wait_for_jobs(self, backoff: Backoff) -> None:
-        try:
-            self.feed.wait_for_jobs(timeout=1.0)
-        except Exception as exc:
-            delay = backoff.failed()
-            log.warning("cannot wait on feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)
-            pause(delay)
 
     def process_batch(self, jobs: list[ClaimedJob]) -> None:
         messages = [Message(job_id=job.id, raw=job.item, failures=job.failures) for job in jobs]

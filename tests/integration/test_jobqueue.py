@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -133,6 +134,40 @@ def test_a_stuck_thoonk_claim_with_no_glue_worker_is_reclaimed(client):
     feed = feed_for(client)
     assert feed.reclaim_expired(visibility_timeout=30, max_failures=5) == (1, 0)
     assert feed.claim(1)[0].item == b"from thoonk"
+
+
+def test_a_claim_that_waits_claims_the_job_put_meanwhile(client):
+    feed = feed_for(client)
+    producer = feed_for(client, worker="producer")
+    put = threading.Timer(0.2, lambda: producer.put("late", job_id="late"))
+    put.start()
+    (job,) = feed.claim(5, wait=3)
+    put.join()
+    assert (job.id, job.item) == ("late", b"late")
+    assert where_is(client, "jobs", "late") == ["claimed"]
+    assert client.hget("feed.claimedby:jobs", "late") == b"w1"
+
+
+def test_a_claim_that_waits_takes_what_is_ready_at_once_oldest_first(client):
+    feed = feed_for(client)
+    ids = feed.put_many(["a", "b", "c"])
+    assert [job.id for job in feed.claim(2, wait=1)] == ids[:2]
+    assert where_is(client, "jobs", ids[2]) == ["ready"]
+
+
+def test_a_claim_that_waits_for_nothing_leaves_the_feed_as_it_was(client):
+    feed = feed_for(client)
+    assert feed.claim(5, wait=0.1) == []
+    assert client.exists("feed.ids:jobs", "feed.claimed:jobs", "feed.claimedby:jobs") == 0
+
+
+def test_a_claim_that_waits_after_redis_lost_its_scripts_still_claims(client):
+    feed = feed_for(client)
+    feed.claim(1, wait=0.1)  # the claim script is loaded now
+    client.script_flush()  # as after a restart of Redis
+    job_id = feed.put("a")
+    assert [job.id for job in feed.claim(1, wait=1)] == [job_id]
+    assert where_is(client, "jobs", job_id) == ["claimed"]
 
 
 def test_wait_for_jobs_claims_nothing(client):

@@ -17,13 +17,11 @@ class Feed:
         self.ready = [ClaimedJob(f"j{n}", b"{}", 0) for n in range(count)]
         self.written: list[tuple[str, list[str]]] = []
 
-    def claim(self, count, mirror=None):
+    def claim(self, count, mirror=None, wait=0.0):
         jobs, self.ready = self.ready[:count], self.ready[count:]
+        if not jobs and wait:
+            gevent.sleep(0.001)  # a claim that waits for the next job
         return jobs
-
-    def wait_for_jobs(self, timeout):
-        gevent.sleep(0.001)
-        return bool(self.ready)
 
     def finish(self, ids, results=None, notify=False):
         self.written.append(("finish", list(ids)))
@@ -94,3 +92,4 @@ def test_stop_gives_an_unfinished_batch_back_in_claim_order():
     worker.stop(grace=0.1)
     assert feed.written == [("release", ["j0", "j1", "j2", "j3", "j4"])]
     assert worker.held == set()
+
