@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 import gevent
+import gevent.event
 from gevent.lock import BoundedSemaphore
 from gevent.pool import Pool
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 FINISH_BATCH = 512
 # How long a claim waits for the next job when none is ready (below [redis] timeout, >= 2 s).
 WAIT_FOR_JOBS = 1.0
+# How long the first outcome of a batch waits for others to be written with it (seconds).
+FINISH_LINGER = 0.005
 
 
 class Settle(enum.Enum):
@@ -56,24 +59,41 @@ class Outcome:
 
 class Finisher(Actor):
     """Writes what became of each job, in batches: whatever piled up while the last write was
-    in flight. A write that fails is retried with backoff until Redis takes it; the claim's
-    lease is renewed meanwhile, so nothing is processed twice because Redis was away."""
+    in flight, and at everyday rates (when jobs come one at a time) what comes within
+    `linger` seconds of the first, unless the worker needs the slots now (`hurry`). A write
+    that fails is retried with backoff until Redis takes it; the claim's lease is renewed
+    meanwhile, so nothing is processed twice because Redis was away."""
 
-    def __init__(self, feed: JobFeed, metrics=None, notify: bool = True, on_settled=None):
+    def __init__(
+        self, feed: JobFeed, metrics=None, notify: bool = True, on_settled=None, linger: float = FINISH_LINGER
+    ):
         super().__init__(name="finisher")
         self.feed = feed
         self.on_settled = on_settled
         self.metrics = metrics
         # Thoonk listeners learn of each finish on job.finish:<feed> ("<id>\0published").
         self.notify = notify
+        self.linger = linger
         self.pending = 0
+        self._hurry = gevent.event.Event()
 
     def send(self, outcome: Outcome) -> None:
         self.pending += 1
         super().send(outcome)
 
+    def hurry(self) -> None:
+        """Write what waits without lingering (the worker is out of slots, or stopping)."""
+        self._hurry.set()
+
     def receive(self, outcome: Outcome) -> None:
         batch = [outcome, *self.drain(FINISH_BATCH - 1)]
+        if len(batch) < FINISH_BATCH and self.linger > 0 and not self._hurry.is_set():
+            # A job's message is delivered before it is finished, so this wait delays only
+            # the write (and the job's slot), never a message.
+            with idle():
+                self._hurry.wait(self.linger)
+            batch += self.drain(FINISH_BATCH - len(batch))
+        self._hurry.clear()
         # Consecutive outcomes of one kind are written together, in order.
         start = 0
         for end in range(1, len(batch) + 1):
@@ -117,6 +137,7 @@ class Finisher(Actor):
         return sum(self.feed.stall(o.job_id, o.reason) for o in outcomes)
 
     def flush(self, timeout: float = 10.0) -> bool:
+        self.hurry()
         deadline = time.monotonic() + timeout
         while self.pending and time.monotonic() < deadline:
             gevent.sleep(0.005)
@@ -170,8 +191,10 @@ class PipelineWorker:
             progress()
             # All slots taken: the batches holding them are watched themselves.
             with idle():
-                if not self.slots.acquire(timeout=1.0):
-                    continue
+                if not self.slots.acquire(blocking=False):
+                    self.finisher.hurry()  # slots whose jobs are done wait for that to be written
+                    if not self.slots.acquire(timeout=1.0):
+                        continue
             free = 1
             while free < self.claim_batch and self.slots.acquire(blocking=False):
                 free += 1

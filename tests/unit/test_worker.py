@@ -7,7 +7,7 @@ import gevent.event
 
 from realtime_glue.errors import Reject, TransientFailure
 from realtime_glue.jobqueue import ClaimedJob
-from realtime_glue.worker import PipelineWorker
+from realtime_glue.worker import Finisher, Outcome, PipelineWorker, Settle
 
 
 class Feed:
@@ -93,3 +93,24 @@ def test_stop_gives_an_unfinished_batch_back_in_claim_order():
     assert feed.written == [("release", ["j0", "j1", "j2", "j3", "j4"])]
     assert worker.held == set()
 
+
+def test_outcomes_that_come_one_at_a_time_are_written_together():
+    feed = Feed(0)
+    finisher = Finisher(feed, linger=30.0).start()
+    finisher.send(Outcome("j0", Settle.FINISH))
+    gevent.sleep(0)  # the finisher has the first and lingers for more
+    finisher.send(Outcome("j1", Settle.FINISH))
+    finisher.send(Outcome("j2", Settle.FINISH))
+    assert feed.written == []
+    assert finisher.flush(timeout=5)  # flushing hurries it
+    assert feed.written == [("finish", ["j0", "j1", "j2"])]
+    finisher.stop()
+
+
+def test_a_worker_out_of_slots_does_not_wait_for_the_finisher_to_linger():
+    feed = Feed(6)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=2, claim_batch=2)
+    worker.finisher.linger = 30.0
+    settle(worker, feed, 6)
+    assert [job for _, ids in feed.written for job in ids] == [f"j{n}" for n in range(6)]
+    assert worker.held == set()
