@@ -170,7 +170,11 @@ class PipelineWorker:
         # and not yet settled: that bounds the duplicates a crash can cause.
         self.slots = BoundedSemaphore(concurrency)
         self.pool = Pool()
-        self.finisher = Finisher(feed, metrics, notify=finish_notices, on_settled=self._settled)
+        # The claim loop and the finisher each talk to Redis over a connection of their own.
+        self.claims = feed.with_own_connection()
+        self.finisher = Finisher(
+            feed.with_own_connection(), metrics, notify=finish_notices, on_settled=self._settled
+        )
         # Every claim this worker holds (its lease is renewed by the heartbeat).
         self.held: set[str] = set()
         # The jobs being run through the pipeline now, by the batch greenlet running them.
@@ -201,7 +205,7 @@ class PipelineWorker:
             try:
                 # Blocks (up to WAIT_FOR_JOBS) until a job is put if none is ready: one round
                 # trip per claim whether or not the feed was empty.
-                jobs = self.feed.claim(free, mirror=self.mirror, wait=WAIT_FOR_JOBS)
+                jobs = self.claims.claim(free, mirror=self.mirror, wait=WAIT_FOR_JOBS)
             except Exception as exc:
                 self._free_slots(free)
                 delay = backoff.failed()
@@ -290,3 +294,5 @@ class PipelineWorker:
                 self.finisher.send(Outcome(job_id, Settle.RELEASE))
         self.finisher.flush()
         self.finisher.stop()
+        self.claims.release_connection()
+        self.finisher.feed.release_connection()

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 from realtime_glue.jobqueue import JobFeed, JobState
 
@@ -167,6 +168,36 @@ def test_a_claim_that_waits_after_redis_lost_its_scripts_still_claims(client):
     client.script_flush()  # as after a restart of Redis
     job_id = feed.put("a")
     assert [job.id for job in feed.claim(1, wait=1)] == [job_id]
+    assert where_is(client, "jobs", job_id) == ["claimed"]
+
+
+def test_a_feed_on_a_connection_of_its_own_claims_and_finishes_like_any_other(client):
+    feed = feed_for(client).with_own_connection()
+    ids = feed.put_many(["a", "b", "c"])
+    assert [job.item for job in feed.claim(2, wait=1)] == [b"a", b"b"]
+    assert feed.finish(ids[:2]) == 2
+    assert feed_for(client, worker="w2").with_own_connection().finish(ids[2:]) == 0  # not its claim
+    (job,) = feed.claim(5, wait=1)
+    assert job.id == ids[2] and feed.cancel([job.id]) == 1
+    assert where_is(client, "jobs", ids[2]) == ["ready"]
+    assert [where_is(client, "jobs", i) for i in ids[:2]] == [[], []]
+    feed.release_connection()
+
+
+def test_a_feed_on_a_connection_of_its_own_comes_back_after_redis_lost_it_and_its_scripts(client):
+    feed = feed_for(client).with_own_connection()
+    feed.claim(1, wait=0.1)
+    client.script_flush()  # as after a restart of Redis
+    client.client_kill_filter(_type="normal", skipme=True)  # its connection is gone too
+    job_id = feed_for(client, worker="producer").put("a")
+    claimed = None
+    for _ in range(2):  # as the claim loop does: a failed claim is tried again
+        try:
+            claimed = feed.claim(1, wait=1)
+            break
+        except redis.ConnectionError:
+            continue
+    assert [job.id for job in claimed] == [job_id]
     assert where_is(client, "jobs", job_id) == ["claimed"]
 
 

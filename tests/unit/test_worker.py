@@ -17,6 +17,12 @@ class Feed:
         self.ready = [ClaimedJob(f"j{n}", b"{}", 0) for n in range(count)]
         self.written: list[tuple[str, list[str]]] = []
 
+    def with_own_connection(self):
+        return self
+
+    def release_connection(self):
+        pass
+
     def claim(self, count, mirror=None, wait=0.0):
         jobs, self.ready = self.ready[:count], self.ready[count:]
         if not jobs and wait:
