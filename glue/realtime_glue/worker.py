@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import gevent
 import gevent.event
 from gevent.lock import BoundedSemaphore
-from gevent.pool import Pool
+from gevent.pool import Group
+from gevent.queue import Queue
 
 from .actor import Actor
 from .backoff import Backoff
@@ -169,7 +170,12 @@ class PipelineWorker:
         # Redis, so at most `concurrency` jobs are ever claimed by this worker
         # and not yet settled: that bounds the duplicates a crash can cause.
         self.slots = BoundedSemaphore(concurrency)
-        self.pool = Pool()
+        # Claimed batches wait here for a runner, a greenlet that runs batches one after
+        # another; one is added only when every runner is busy. (A greenlet per batch would
+        # cost a fresh stack each time: at everyday rates, a batch is one job.)
+        self.batches: Queue = Queue()
+        self.runners = Group()
+        self.waiting_runners = 0
         # The claim loop and the finisher each talk to Redis over a connection of their own.
         self.claims = feed.with_own_connection()
         self.finisher = Finisher(
@@ -177,8 +183,8 @@ class PipelineWorker:
         )
         # Every claim this worker holds (its lease is renewed by the heartbeat).
         self.held: set[str] = set()
-        # The jobs being run through the pipeline now, by the batch greenlet running them.
-        self.in_flight: dict[str, gevent.Greenlet] = {}
+        # The jobs handed to the runners and not yet through the pipeline, in claim order.
+        self.in_flight: dict[str, None] = {}
         self.stopping = False
         self._loop: gevent.Greenlet | None = None
 
@@ -221,11 +227,12 @@ class PipelineWorker:
                 for job in jobs:
                     self.finisher.send(Outcome(job.id, Settle.RELEASE))
                 continue
-            # One greenlet per claimed batch: the stages run the batch's jobs
-            # in claim order, and the publisher queues all their POSTs at once.
-            batch = self.pool.spawn(self.process_batch, jobs)
-            for job in jobs:
-                self.in_flight[job.id] = batch
+            # A claimed batch runs as one: the stages run its jobs in claim order, and
+            # the publisher queues all their POSTs at once.
+            self.in_flight.update(dict.fromkeys(job.id for job in jobs))
+            if self.waiting_runners <= self.batches.qsize():
+                self.runners.spawn(self._runner)
+            self.batches.put(jobs)
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.held))
 
@@ -238,6 +245,17 @@ class PipelineWorker:
         self._free_slots(len(job_ids))
         if self.metrics is not None:
             self.metrics.in_flight.set(len(self.held))
+
+    def _runner(self) -> None:
+        while True:
+            self.waiting_runners += 1
+            try:
+                jobs = self.batches.get()
+            finally:
+                self.waiting_runners -= 1
+            if jobs is None:  # stopping
+                return
+            self.process_batch(jobs)
 
     def process_batch(self, jobs: list[ClaimedJob]) -> None:
         messages = [Message(job_id=job.id, raw=job.item, failures=job.failures) for job in jobs]
@@ -284,9 +302,11 @@ class PipelineWorker:
         if self._loop is not None:
             self._loop.join(timeout=2.0)
             self._loop.kill(block=True, timeout=1)
-        self.pool.join(timeout=grace)
-        self.pool.kill(block=True, timeout=2)
-        left = list(self.in_flight)  # the batches killed before they were done
+        for _ in range(len(self.runners)):  # after the batches already waiting
+            self.batches.put(None)
+        self.runners.join(timeout=grace)
+        self.runners.kill(block=True, timeout=2)
+        left = list(self.in_flight)  # the batches never run, or killed before they were done
         self.in_flight.clear()
         if left:
             log.warning("giving %d unfinished jobs back to the queue", len(left))

@@ -120,3 +120,50 @@ def test_a_worker_out_of_slots_does_not_wait_for_the_finisher_to_linger():
     settle(worker, feed, 6)
     assert [job for _, ids in feed.written for job in ids] == [f"j{n}" for n in range(6)]
     assert worker.held == set()
+
+
+class YieldingFeed(Feed):
+    """Claims take a moment, as a round trip to Redis does."""
+
+    def claim(self, count, mirror=None, wait=0.0):
+        gevent.sleep(0)
+        return super().claim(count, mirror, wait)
+
+
+class Runs:
+    """Records which greenlet ran each batch; hangs on the jobs in `hang`."""
+
+    def __init__(self, hang=()):
+        self.greenlets = []
+        self.hang = set(hang)
+        self.release = gevent.event.Event()
+
+    def run_batch(self, messages):
+        self.greenlets.append(gevent.getcurrent())
+        if any(m.job_id in self.hang for m in messages):
+            self.release.wait()
+        return [None] * len(messages)
+
+
+def test_batches_one_after_another_reuse_their_greenlets():
+    feed = YieldingFeed(20)
+    runs = Runs()
+    worker = PipelineWorker(feed, runs, concurrency=8, claim_batch=1)
+    settle(worker, feed, 20)
+    assert len(runs.greenlets) == 20
+    assert len(set(runs.greenlets)) < 10
+
+
+def test_a_batch_that_hangs_does_not_hold_up_the_next_ones():
+    feed = YieldingFeed(5)
+    runs = Runs(hang={"j0"})
+    worker = PipelineWorker(feed, runs, concurrency=8, claim_batch=1)
+    worker.start()
+    for _ in range(2000):
+        if sum(len(ids) for _, ids in feed.written) >= 4:
+            break
+        gevent.sleep(0.001)
+    assert [job for _, ids in feed.written for job in ids] == ["j1", "j2", "j3", "j4"]
+    runs.release.set()
+    worker.stop(grace=1)
+    assert [job for _, ids in feed.written for job in ids] == ["j1", "j2", "j3", "j4", "j0"]
