@@ -40,6 +40,11 @@ FINISH_BATCH = 512
 WAIT_FOR_JOBS = 1.0
 # How long the first outcome of a batch waits for others to be written with it (seconds).
 FINISH_LINGER = 0.005
+# After a claim that emptied the feed, how long the next claim waits (seconds). At everyday
+# rates jobs come one at a time; those put meanwhile then travel together: one claim, one
+# round of POSTs, one finish for several jobs. A job waits at most this long for it, and
+# only when jobs come faster than one per CLAIM_LINGER; a saturated feed never waits.
+CLAIM_LINGER = 0.001
 
 
 class Settle(enum.Enum):
@@ -235,6 +240,8 @@ class PipelineWorker:
             self.batches.put(jobs)
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.held))
+            if len(jobs) < free:
+                pause(CLAIM_LINGER)
 
     def _free_slots(self, count: int) -> None:
         for _ in range(count):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gevent
 import gevent.event
 
+from realtime_glue import worker as worker_module
 from realtime_glue.errors import Reject, TransientFailure
 from realtime_glue.jobqueue import ClaimedJob
 from realtime_glue.worker import Finisher, Outcome, PipelineWorker, Settle
@@ -167,3 +168,28 @@ def test_a_batch_that_hangs_does_not_hold_up_the_next_ones():
     runs.release.set()
     worker.stop(grace=1)
     assert [job for _, ids in feed.written for job in ids] == ["j1", "j2", "j3", "j4", "j0"]
+
+
+def test_after_a_claim_that_emptied_the_feed_the_next_claim_lingers(monkeypatch):
+    monkeypatch.setattr(worker_module, "CLAIM_LINGER", 0.5)
+    feed = YieldingFeed(1)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=8, claim_batch=8)
+    worker.start()
+    gevent.sleep(0.05)  # j0 was claimed alone: the loop lingers
+    feed.ready += [ClaimedJob("j1", b"{}", 0), ClaimedJob("j2", b"{}", 0)]
+    gevent.sleep(0.05)
+    assert [job.id for job in feed.ready] == ["j1", "j2"]  # not claimed yet
+    for _ in range(2000):  # then claimed together
+        if sum(len(ids) for _, ids in feed.written) >= 3:
+            break
+        gevent.sleep(0.001)
+    worker.stop(grace=1)
+    assert feed.written == [("finish", ["j0"]), ("finish", ["j1", "j2"])]
+
+
+def test_a_claim_that_fills_every_free_slot_does_not_linger(monkeypatch):
+    monkeypatch.setattr(worker_module, "CLAIM_LINGER", 30.0)
+    feed = YieldingFeed(16)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=16, claim_batch=8)
+    settle(worker, feed, 16)
+    assert sorted(job for _, ids in feed.written for job in ids) == sorted(f"j{n}" for n in range(16))
