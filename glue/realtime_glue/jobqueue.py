@@ -20,6 +20,12 @@ The glue adds three keys Thoonk does not read, to close Thoonk's gaps:
     feed.stallreasons:<f>  hash id -> why the job was stalled
     feed.dropped:<f>       hash expired|full -> items trim() dropped (backlogs only)
 
+and, for a partitioned feed (partitions.py, lease.py):
+
+    feed.lease:<partition>  the token of the one instance processing the partition (SET NX PX)
+    feed.instances:<f>      zset instance -> last beat (ms): the instances sharing the partitions
+    feed.partitioning:<f>   how many partitions <f> is read in (absent: one, the feed itself)
+
 Every operation is one Lua script, so a worker that dies between two commands
 leaves each id in exactly one of ids, claimed or stalled.
 
@@ -33,6 +39,7 @@ worker whose claim was reclaimed cannot finish or requeue another's job.
 
 from __future__ import annotations
 
+import copy
 import enum
 import os
 import socket
@@ -115,6 +122,18 @@ class FeedKeys:
         return f"feed.workers:{self.feed}"
 
     @property
+    def lease(self) -> str:
+        return f"feed.lease:{self.feed}"
+
+    @property
+    def instances(self) -> str:
+        return f"feed.instances:{self.feed}"
+
+    @property
+    def partitioning(self) -> str:
+        return f"feed.partitioning:{self.feed}"
+
+    @property
     def stallreasons(self) -> str:
         return f"feed.stallreasons:{self.feed}"
 
@@ -145,9 +164,11 @@ class JobFeed:
 
     def with_own_connection(self) -> JobFeed:
         """This feed, for this worker, over a Redis connection of its own (own_connection.py):
-        for one loop's claims or finishes, the hot path at every rate. One greenlet at a time."""
-        feed = JobFeed(self.redis, self.name, worker_id=self.worker_id)
+        for one loop's claims or finishes, the hot path at every rate. One greenlet at a time.
+        A copy, so a subclass (a partition's LeasedFeed) keeps claiming under its lease."""
+        feed = copy.copy(self)
         feed._own = OwnConnection(self.redis)
+        feed._packed_heads = {}
         return feed
 
     def release_connection(self) -> None:
@@ -221,7 +242,9 @@ class JobFeed:
         return {reason: int(counts.get(reason.encode(), 0)) for reason in ("expired", "full")}
 
     # --- consuming -----------------------------------------------------------
-    def claim(self, count: int = 1, mirror: JobFeed | None = None, wait: float = 0.0) -> list[ClaimedJob]:
+    def claim(
+        self, count: int = 1, mirror: JobFeed | None = None, wait: float = 0.0, lease_token: str = ""
+    ) -> list[ClaimedJob]:
         """Claim up to `count` ready jobs for this worker, oldest first.
 
         With `mirror`, each claimed job is also put on the mirror feed in the
@@ -234,8 +257,11 @@ class JobFeed:
         the BLMOVE returns. An id still leaves feed.ids only through the claim
         script, so a Thoonk consumer shares the feed as before. [] if nothing
         came (or another worker took it first).
+
+        With `lease_token`, the claim is made only while feed.lease holds that
+        token, else Redis answers an error starting with FENCED (lease.py).
         """
-        args = [self.worker_id, count, "1" if mirror is not None else "0"]
+        args = [self.worker_id, count, "1" if mirror is not None else "0", lease_token]
         if wait <= 0:
             flat = self._run("claim", args, mirror=mirror)
         elif self._own is not None:
