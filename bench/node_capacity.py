@@ -363,7 +363,7 @@ def node_overrides(port: int, workers: int) -> dict:
 
 def nchan_status(node: PushNode) -> dict[str, str]:
     """nchan_stub_status (nchan's /channels-stats): "subscribers: 3000", "shared memory used: 16K"..."""
-    status, _, body = node.request("GET", "/channels-stats")
+    status, _, body = node.request("GET", "/channels-stats", listener="cluster")
     if status != 200:
         raise RuntimeError(f"/channels-stats: HTTP {status}")
     return dict(line.split(": ", 1) for line in body.decode().splitlines() if ": " in line)

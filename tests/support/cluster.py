@@ -17,7 +17,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,21 +145,24 @@ class Cluster:
 
 
 class RemotePushNode(PushNode):
-    """The HTTP side of a push node of the cluster (port 80 of its address);
-    the tests' protocol clients (events, websocket, publish) work on it as on a
-    local node. Its nginx is not ours: `host` runs commands on it."""
+    """The HTTP side of a push node of the cluster: its public listener (port 80
+    of its address) and its cluster listener (8080, which answers only the glue
+    node's network); the tests' protocol clients (events, websocket, publish) work
+    on it as on a local node. Its nginx is not ours: `host` runs commands on it."""
 
-    def __init__(self, host: Host, flavour: str, port: int = 80):
+    def __init__(self, host: Host, flavour: str, port: int = 80, cluster_port: int = 8080):
         self.host_entry = host
         self.name = host.name
         self.flavour = flavour
         self.host = host.address
         self.port = port
+        self.cluster_port = cluster_port
+        self.tls = None
+        self.tls_port = None
 
     def healthy(self, timeout: float = 1) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.base_url}/health", timeout=timeout) as response:
-                return response.status == 200
+            return self.request("GET", "/health", timeout=timeout)[0] == 200
         except (OSError, http.client.HTTPException):  # refused, reset, cut short by a restart
             return False
 
