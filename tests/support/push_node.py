@@ -217,6 +217,7 @@ class PushNode:
             raise RuntimeError(f"{BUILT_MODULE} is missing: run `make push-stream-module`")
         self.host = host
         self.port = port or free_port(host)
+        self.name = f"{host}:{self.port}"
         self.tls = tls
         self.directory = Path(tempfile.mkdtemp(prefix=f"push-node-{self.flavour}-"))
         self.overrides = {**local_overrides(self.directory, self.flavour, self.port, host, tls=tls)}
@@ -304,10 +305,11 @@ class PushNode:
         self.stop()
         return self.start()
 
-    def reload(self, timeout: float = 20) -> None:
+    def reload(self, timeout: float = 20) -> list[int]:
         """Re-read the (re-rendered) config and certificates without dropping the
-        master (SIGHUP, what `systemctl reload nginx` sends); returns once the
-        new workers run (the old ones finish their connections gracefully)."""
+        master (SIGHUP, what `systemctl reload nginx` sends); returns the old
+        workers' ids once new workers run. The old ones finish their connections
+        gracefully meanwhile (`wait_for_old_workers`)."""
         self.check_config()
         before = set(self.worker_pids())
         os.kill(self.pid, signal.SIGHUP)
@@ -315,6 +317,16 @@ class PushNode:
         while not (set(self.worker_pids()) - before):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no new nginx workers after the reload:\n{self.error_log}")
+            time.sleep(0.05)
+        return sorted(before)
+
+    def wait_for_old_workers(self, old: list[int], timeout: float = 30) -> None:
+        """Until the workers from before a reload have exited (from then on only
+        the new config and certificate serve)."""
+        deadline = time.monotonic() + timeout
+        while set(old) & set(self.worker_pids()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"old nginx workers {old} still run:\n{self.error_log}")
             time.sleep(0.05)
 
     def worker_pids(self) -> list[int]:
