@@ -189,7 +189,9 @@ class TestCA:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
-        stem = self.directory / f"{label or _slug(names[0] if names else ips[0])}-{certificate.serial_number}"
+        stem = self.directory / (
+            label or f"{_slug(names[0] if names else ips[0])}-{certificate.serial_number}"
+        )
         certificate_path = stem.with_suffix(".fullchain.pem")
         intermediates = [] if self._is_root() else [self.certificate, *self.parents]
         pem = _pem(certificate) + (b"".join(_pem(c) for c in intermediates) if chain else b"")
@@ -206,3 +208,41 @@ def days(n: float) -> datetime.timedelta:
 
 def now() -> datetime.datetime:
     return _now()
+
+
+def write_certificate_set(directory: Path, name: str) -> dict[str, dict[str, str]]:
+    """A root, and certificates for `name` from an intermediate: one good one and
+    one of each kind a push node must refuse. Returns {kind: {certificate, key}}
+    (paths); `root` is the CA certificate to trust."""
+    root = TestCA.create(directory)
+    issuer = root.intermediate()
+    good = issuer.issue([name], label="good")
+    other = issuer.issue([name], label="other")
+    stranger = TestCA.create(directory / "stranger", "some other root").intermediate(
+        "some other intermediate"
+    )
+    issued = {
+        "good": good,
+        "renewed": issuer.issue([name], label="renewed"),
+        "key_mismatch": good.with_key_of(other),
+        "expired": issuer.issue(
+            [name], not_before=now() - days(91), not_after=now() - days(1), label="expired"
+        ),
+        "wrong_name": issuer.issue([f"other-{name}"], label="wrong-name"),
+        "no_chain": issuer.issue([name], chain=False, label="no-chain"),
+        "untrusted": stranger.issue([name], label="untrusted"),
+    }
+    listing = {
+        kind: {"certificate": str(c.certificate_path), "key": str(c.key_path)} for kind, c in issued.items()
+    }
+    listing["root"] = {"certificate": str(root.certificate_path)}
+    return listing
+
+
+if __name__ == "__main__":
+    # python tests/support/tls.py DIRECTORY NAME: write_certificate_set as JSON
+    # (molecule's tls_files scenario makes its certificates with this).
+    import json
+    import sys
+
+    print(json.dumps(write_certificate_set(Path(sys.argv[1]), sys.argv[2]), indent=2))
