@@ -10,15 +10,17 @@
 // channel. The other sources do not work for a browser on both flavours:
 // /channels-stats is on the cluster listener only, and nchan's stub status
 // has no per-channel counts; multi-channel paths differ between push-stream
-// and nchan. Over plain HTTP/1.1 a browser keeps at most 6 connections per host
-// and every EventSource holds one, so EventSource watches at most 5 channels
-// there (one connection stays free for the page itself). Over HTTPS the node
-// speaks HTTP/2, which carries every EventSource as a stream of one connection:
-// 16 channels. WebSockets are not in that pool.
+// and nchan. Over HTTP/1.1 a browser keeps at most 6 connections per host and
+// every EventSource holds one, so EventSource watches at most 5 channels there
+// (one connection stays free for the page itself). When the page came over
+// HTTP/2 (push-stream nodes over HTTPS), every EventSource is a stream of one
+// connection: 16 channels. WebSockets are not in that pool.
 (function () {
   "use strict";
 
-  var HTTP2 = window.location.protocol === "https:";
+  var navigation = (window.performance && performance.getEntriesByType) ?
+    performance.getEntriesByType("navigation")[0] : null;
+  var HTTP2 = !!navigation && /^h[23]/.test(navigation.nextHopProtocol || "");
   var MAX_CHANNELS = { ev: HTTP2 ? 16 : 5, ws: 8 };
   var WINDOW_SECONDS = 60;
   var MAX_LISTED = 200;
