@@ -395,6 +395,13 @@ class PushNode:
         port = self.cluster_port if listener == "cluster" else self.port
         return http.client.HTTPConnection(self.host, port, timeout=timeout, source_address=source_address)
 
+    def healthy(self, timeout: float = 1) -> bool:
+        """/health answers on the public listener (what a balancer would ask)."""
+        try:
+            return self.request("GET", "/health", timeout=timeout)[0] == 200
+        except (OSError, http.client.HTTPException):  # refused, reset, cut short by a restart
+            return False
+
     def publish(self, channel: str, text: str, event_id: str | None = None, source: str | None = None) -> int:
         """POST /pub?id=<channel>; returns the HTTP status (200/201/202 = stored)."""
         headers = {"Content-Type": "text/plain"}
