@@ -86,10 +86,14 @@ package-test: repo
 # flight; printed and saved to bench/results/ (see bench/glue_bench.py).
 # Then one push node's capacity: 100,000 EventSource subscribers (BENCH_SUBSCRIBERS)
 # held and broadcast to, push-stream and nchan side by side, with the host's and
-# the role's sysctl values (see bench/node_capacity.py).
+# the role's sysctl values (see bench/node_capacity.py). Then what HTTPS costs
+# the node beside plain HTTP: memory per subscriber over TLS HTTP/1.1 and HTTP/2
+# for three ssl_buffer_size values, connection setup and handshake CPU, and what
+# 1,000,000 TLS subscribers need (see bench/tls_capacity.py).
 bench: deps push-stream-module
 	$(PY) bench/glue_bench.py
 	$(PY) bench/node_capacity.py
+	$(PY) bench/tls_capacity.py
 
 ## --- lint-nginx -------------------------------------------------------------
 # nginx -t on nginx/push-stream.conf rendered for both flavours (push_stream
