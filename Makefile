@@ -5,21 +5,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TIMED := tests/scripts/timed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
-# When set, tests and roles build the real nginx-push-stream-module from this
-# local copy; otherwise they run against Debian's libnginx-mod-nchan and say so.
-export PUSH_STREAM_SRC
+export ANSIBLE_CONFIG := $(CURDIR)/ansible/playbooks/ansible.cfg
 
 .PHONY: help deps test unit unit-debian integration lint lint-python lint-ansible \
-        lint-nginx lint-units deb repo package-test molecule base-image \
-        push-stream-module bench up down clean
+        lint-nginx lint-units deb module-deb repo package-test molecule base-image \
+        push-stream-module bench up down
 
 help:
 	@echo "make up            local cluster with the live page (see README)"
 	@echo "make down          remove the local cluster"
 	@echo "make test          everything: unit, integration, lint, package, molecule"
 	@echo "make bench         benchmarks (ratios against raw baselines, saved to bench/results/)"
-	@echo "make deb | repo    build the .deb | a local apt repository from it"
+	@echo "make deb | module-deb | repo   build realtime-glue | libnginx-mod-http-push-stream | a signed apt repository of both"
 	@echo "make lint          ruff, ansible-lint, lintian, nginx -t, systemd-analyze verify"
 
 ## --- set-up -----------------------------------------------------------------
@@ -57,10 +54,11 @@ lint-python: deps
 
 
 ## --- push-stream-module -----------------------------------------------------
-# nginx-push-stream-module from $PUSH_STREAM_SRC, built against Debian's nginx
-# source; says so and does nothing when PUSH_STREAM_SRC is unset (nchan flavour).
-push-stream-module:
-	tests/scripts/build-push-stream-module.sh
+# libnginx-mod-http-push-stream installed on this host with apt, as on a push
+# node: on Debian 12 the package `make module-deb` builds, on Debian 13
+# Debian's own. Fails, saying why, when the module cannot be had.
+push-stream-module: deps
+	tests/scripts/install-push-stream-module.sh
 
 ## --- deb, repo, lint-units, package-test -------------------------------------
 # The realtime-glue .deb from glue/ + packaging/debian/ (staged in build/deb/),
@@ -68,52 +66,74 @@ push-stream-module:
 deb: deps
 	packaging/build-deb.sh
 
+# libnginx-mod-http-push-stream for Debian 12 (nginx 1.22.1) from Debian's orig
+# tarball, checked against packaging/libnginx-mod-http-push-stream/orig.sha256
+# before it is unpacked; lintian-clean; lands in packaging/out/.
+module-deb: deps
+	packaging/build-module-deb.sh
+
 # A signed flat apt repository of packaging/out/*.deb in packaging/out/repo.
-repo: deb
+repo: deb module-deb
 	packaging/make-repo.sh
 
 # systemd-analyze verify (and the offline security score) of the package's units.
 lint-units: deps
 	tests/scripts/lint-units.sh
 
-# Install, run, restart and purge the package in a systemd container.
+# Install, run, restart, upgrade and purge realtime-glue, then the push-stream
+# module package, in a systemd container of Debian 12 and one of Debian 13.
 package-test: repo
-	tests/package/test-package.sh
+	tests/package/test-releases.sh
 
 ## --- bench ------------------------------------------------------------------
 # Benchmarks, not tests: one glue process's throughput as ratios to wrk and to a
 # seed-style loop, enqueue -> EventSource latency, RSS with 10,000 jobs in
 # flight; printed and saved to bench/results/ (see bench/glue_bench.py).
-# Then one push node's capacity: 100,000 EventSource subscribers (BENCH_SUBSCRIBERS)
-# held and broadcast to, push-stream and nchan side by side, with the host's and
-# the role's sysctl values (see bench/node_capacity.py). Then what HTTPS costs
-# the node beside plain HTTP: memory per subscriber over TLS HTTP/1.1 and HTTP/2
-# for three ssl_buffer_size values, connection setup and handshake CPU, and what
-# 1,000,000 TLS subscribers need (see bench/tls_capacity.py).
+# Then 1, 2 and 3 glue instances over a partitioned feed beside one instance
+# alone on a plain feed, as ratios (see bench/partition_bench.py).
+# Then encrypted Web Push messages per second from one glue process beside the
+# plain http stage, as ratios (see bench/webpush_bench.py; BENCH_GLUE_PYTHON=
+# /usr/bin/python3 runs the glue on Debian's python3-* packages).
+# Then the push node: its settings compared (bench/node_settings.py), and its
+# CPU per delivery against bench/fanout_baseline.c with node and clients in
+# their own network namespaces, 250,000 subscribers (BENCH_SUBSCRIBERS), what
+# 1,000,000 need, bandwidth at 128 B / 1 KB / 4 KB (bench/node_capacity.py);
+# the chart bench/results/node-capacity.png (Debian's python3 + matplotlib).
+# Then what HTTPS costs the node beside plain HTTP: memory per subscriber over
+# TLS HTTP/1.1 and HTTP/2 per ssl_buffer_size, connection setup and handshake
+# CPU, and what 1,000,000 TLS subscribers need (see bench/tls_capacity.py).
+# The node benches take /tmp/rg-bench.lock: two at once would measure each other.
 bench: deps push-stream-module
 	$(PY) bench/glue_bench.py
-	$(PY) bench/node_capacity.py
-	$(PY) bench/tls_capacity.py
+	$(PY) bench/partition_bench.py
+	$(PY) bench/webpush_bench.py
+	flock /tmp/rg-bench.lock $(PY) bench/node_settings.py
+	flock /tmp/rg-bench.lock $(PY) bench/node_capacity.py
+	flock /tmp/rg-bench.lock $(PY) bench/tls_capacity.py
+	/usr/bin/python3 bench/node_charts.py
 
 ## --- lint-nginx -------------------------------------------------------------
-# nginx -t on nginx/push-stream.conf rendered for both flavours (push_stream
-# only when `make push-stream-module` has built the module).
-lint-nginx: deps
+# nginx -t on nginx/push-stream.conf rendered for both flavours.
+lint-nginx: deps push-stream-module
 	$(PY) tests/scripts/lint-nginx.py
 
 ## --- base-image ---------------------------------------------------------------
-# realtime-glue/systemd:bookworm, the systemd container image molecule and the
-# package test boot (debootstrap + docker import; cached: skipped when the
-# image exists, root fs tarball kept in build/base-image/). Starts the docker
-# engine if none answers (`tests/scripts/docker-engine.sh stop` stops it).
+# realtime-glue/systemd:bookworm-<recipe> and :trixie-<recipe>, the systemd
+# container images molecule, the package test and the cluster boot (debootstrap
+# + docker import; cached: skipped when the image exists, root fs tarball kept
+# in build/base-image/). Starts the docker engine if none answers
+# (`tests/scripts/docker-engine.sh stop` stops it).
 base-image:
 	tests/scripts/docker-engine.sh start
-	tests/image/build-base.sh
+	tests/image/build-base.sh bookworm
+	tests/image/build-base.sh trixie
 
 ## --- molecule -----------------------------------------------------------------
 # `molecule test` for every ansible/roles/*/molecule/* scenario, timed, with the
-# shared base config .config/molecule/config.yml. ROLES="redis" limits the run.
-molecule: deps base-image
+# shared base config .config/molecule/config.yml: each on Debian 12 and 13 at
+# once. The roles install from the repository `make repo` builds.
+# ROLES="redis" limits the run.
+molecule: deps base-image repo
 	ROLES="$(ROLES)" tests/scripts/molecule-all.sh
 
 ## --- lint-ansible -------------------------------------------------------------

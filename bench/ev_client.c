@@ -11,8 +11,9 @@
  *
  * Broadcast messages carry `data: bench K NANOSECONDS ...` (K = 0..MESSAGES-1,
  * NANOSECONDS = CLOCK_REALTIME at publish). For every connection and message the
- * delay publish -> read() is recorded in microseconds. When every open connection
- * has every message, or when stdin says `report`, it prints
+ * delay publish -> read() is recorded in microseconds. Once every open connection
+ * has message K it prints `done K`. When every open connection has every message,
+ * or when stdin says `report`, it prints
  *   bytes B            bytes read since `ready`
  *   closed C           connections the node closed after `ready`
  *   lat K N v1 .. vN   one line per message: the delays of the N receivers
@@ -55,6 +56,7 @@ struct conn {
 static struct conn *conns;
 static int count, messages, epfd;
 static int64_t *latency_us; /* [message * count + connection], -1 = not yet */
+static long *received_of; /* [message]: connections that have it */
 static long received, open_conns, failed, closed_after_ready;
 static unsigned long long bytes_after_ready;
 static int ready;
@@ -125,6 +127,7 @@ static void on_line(int i, const char *line, size_t len, int64_t at) {
     if (*slot < 0) {
         *slot = (at - sent) / 1000;
         received++;
+        received_of[k]++;
     }
 }
 
@@ -272,7 +275,8 @@ int main(int argc, char **argv) {
     struct epoll_event stdin_ev = {.events = EPOLLIN, .data.u32 = STDIN_TAG};
     epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &stdin_ev);
 
-    int next = 0, reported = 0;
+    received_of = calloc((size_t)(messages ? messages : 1), sizeof *received_of);
+    int next = 0, reported = 0, next_done = 0;
     struct epoll_event events[1024];
     for (;;) {
         long pending = next - open_conns - failed - closed_after_ready;
@@ -283,6 +287,10 @@ int main(int argc, char **argv) {
         if (!ready && next == count && pending == 0) {
             ready = 1;
             printf("ready %ld %ld %s\n", open_conns, failed, first_error);
+            fflush(stdout);
+        }
+        while (ready && next_done < messages && received_of[next_done] >= open_conns) {
+            printf("done %d\n", next_done++);
             fflush(stdout);
         }
         if (ready && !reported && messages && received >= open_conns * (long)messages) {

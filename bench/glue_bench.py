@@ -1,7 +1,7 @@
 """`make bench`: how fast and how lean one glue process is, against baselines of the same run.
 
-All on loopback, with a real redis-server, a real nginx push node (push-stream
-when PUSH_STREAM_SRC is set, else Debian's nchan) and the real
+All on loopback, with a real redis-server, a real nginx push node (the
+default flavour, push-stream, from its Debian package) and the real
 `realtime-glue run` process:
 
 1. throughput of json -> anonymize -> format -> http -> finish over a

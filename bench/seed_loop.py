@@ -24,7 +24,7 @@ import requests
 
 from realtime_glue.message import Message
 from realtime_glue.pipeline import build_pipeline
-from realtime_glue.stages import StageContext
+from realtime_glue.stage import StageContext
 
 
 def thoonk_get(client: redis.Redis, feed: str, timeout: int = 1):

@@ -1,5 +1,6 @@
 #!/bin/bash
-# `make repo`: turns packaging/out/*.deb into a flat apt repository in
+# `make repo`: turns packaging/out/*.deb (realtime-glue and
+# libnginx-mod-http-push-stream) into a flat apt repository in
 # packaging/out/repo, signed with a throwaway key made at build time (kept in
 # build/repo-gnupg/ so later builds reuse it). Hosts use it with:
 #   deb [signed-by=/path/to/realtime-glue-repo.gpg] file:/path/to/repo ./
@@ -36,7 +37,7 @@ apt-ftparchive \
     -o APT::FTPArchive::Release::Label=realtime-glue \
     -o APT::FTPArchive::Release::Suite=local \
     -o APT::FTPArchive::Release::Codename=local \
-    -o APT::FTPArchive::Release::Description="realtime-glue packages built by make deb" \
+    -o APT::FTPArchive::Release::Description="realtime-glue packages built by make deb and make module-deb" \
     release . >Release
 gpg --batch --yes --quiet --local-user "$key_uid" --clearsign -o InRelease Release
 gpg --batch --yes --quiet --local-user "$key_uid" --detach-sign -o Release.gpg Release

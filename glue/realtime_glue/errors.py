@@ -1,7 +1,22 @@
-"""Errors shared by the config loader and the stages it builds."""
+"""Every error the glue raises on purpose, under one base.
+
+GlueError
+├── ConfigError           the config file is wrong: names the key
+├── ConnectionClosed      a server closed a keep-alive connection with requests unanswered
+└── JobError              what happened to one job in a stage
+    ├── Reject            it can never be processed as it is: stall it with the reason
+    └── TransientFailure  it failed for now: give it back to the queue, failure counted
+        └── PublishFailed a push node did not take it (no answer, 5xx, connection lost)
+"""
+
+from __future__ import annotations
 
 
-class ConfigError(Exception):
+class GlueError(Exception):
+    """The base of every error the glue raises on purpose."""
+
+
+class ConfigError(GlueError):
     """A configuration problem, naming the key: `pipelines.comments.concurrency: ...`."""
 
     def __init__(self, key: str, problem: str):
@@ -9,5 +24,42 @@ class ConfigError(Exception):
         self.key = key
         self.problem = problem
 
-    def under(self, prefix: str) -> "ConfigError":
+    def under(self, prefix: str) -> ConfigError:
         return ConfigError(f"{prefix}.{self.key}" if self.key else prefix, self.problem)
+
+
+class ConnectionClosed(GlueError, ConnectionError):
+    """The server closed the connection before answering every request sent on it."""
+
+
+class JobError(GlueError):
+    """What a stage says about one job; the worker decides the job's fate from the class."""
+
+
+class Reject(JobError):
+    """The job can never be processed as it is: stall it with this reason."""
+
+
+class TransientFailure(JobError):
+    """The job failed for now: return it to the queue with its failure count raised."""
+
+
+class PublishFailed(TransientFailure):
+    """A push node did not store the message this time; the message names the node."""
+
+
+class PublishRefused(Reject):
+    """A push node refused the message for good (a 4xx answer other than 408 and 429):
+    sending it again cannot help. The message is dead-lettered for that node."""
+
+    def __init__(self, node: str, status: int, excerpt: str):
+        super().__init__(f"{node}: HTTP {status}: {excerpt}")
+        self.node = node
+        self.status = status
+        # The start of the node's answer, as readable text: why it refused.
+        self.excerpt = excerpt
+
+    @property
+    def reason(self) -> str:
+        """How the node's dead-letter records it."""
+        return f"HTTP {self.status}: {self.excerpt}"

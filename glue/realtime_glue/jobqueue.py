@@ -18,29 +18,46 @@ The glue adds three keys Thoonk does not read, to close Thoonk's gaps:
     feed.claimedby:<f>     hash id -> worker holding the claim
     feed.workers:<f>       zset worker -> last heartbeat (ms)
     feed.stallreasons:<f>  hash id -> why the job was stalled
+    feed.dropped:<f>       hash expired|full -> items trim() dropped (backlogs only)
+
+and, for a partitioned feed (partitions.py, lease.py):
+
+    feed.lease:<partition>  the token of the one instance processing the partition (SET NX PX)
+    feed.instances:<f>      zset instance -> last beat (ms): the instances sharing the partitions
+    feed.partitioning:<f>   how many partitions <f> is read in (absent: one, the feed itself)
 
 Every operation is one Lua script, so a worker that dies between two commands
-leaves each id in exactly one of ids, claimed or stalled. Claims of a worker
-that stops heartbeating are returned to the queue by `reclaim_expired`.
+leaves each id in exactly one of ids, claimed or stalled.
+
+A claim is a lease: its score in feed.claimed is when its worker last renewed
+it (`heartbeat(held=...)` renews the claims the worker really holds). One not
+renewed for the visibility timeout is returned by `reclaim_expired`, whether
+its worker died or only lost track of it. finish, cancel, release and stall
+act only on claims the calling worker still holds (feed.claimedby), so a
+worker whose claim was reclaimed cannot finish or requeue another's job.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import socket
 import uuid
 from dataclasses import dataclass
-from importlib import resources
 
-SCRIPT_NAMES = ("put", "claim", "finish", "cancel", "stall", "retry", "retract", "reclaim")
-
-
-def _load_script(name: str) -> str:
-    return resources.files("realtime_glue").joinpath(f"lua/{name}.lua").read_text()
+from .lua_scripts import run_script
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobState(enum.Enum):
+    """Where a job is. A finished (or retracted) job is nowhere: its state is None."""
+
+    READY = "ready"  # in feed.ids, waiting to be claimed
+    CLAIMED = "claimed"  # in feed.claimed, held by a worker
+    STALLED = "stalled"  # in feed.stalled, the dead-letter, with its reason
 
 
 @dataclass(frozen=True)
@@ -101,8 +118,29 @@ class FeedKeys:
         return f"feed.workers:{self.feed}"
 
     @property
+    def lease(self) -> str:
+        return f"feed.lease:{self.feed}"
+
+    @property
+    def instances(self) -> str:
+        return f"feed.instances:{self.feed}"
+
+    @property
+    def partitioning(self) -> str:
+        return f"feed.partitioning:{self.feed}"
+
+    @property
     def stallreasons(self) -> str:
         return f"feed.stallreasons:{self.feed}"
+
+    @property
+    def dropped(self) -> str:
+        return f"feed.dropped:{self.feed}"
+
+    def named(self, prefix: str = "") -> dict[str, str]:
+        """Every key by the name the Lua scripts give it (`prefix` + name)."""
+        names = [n for n in dir(type(self)) if isinstance(getattr(type(self), n), property)]
+        return {prefix + name: getattr(self, name) for name in names}
 
 
 class JobFeed:
@@ -113,49 +151,62 @@ class JobFeed:
         self.name = feed
         self.keys = FeedKeys(feed)
         self.worker_id = worker_id or new_worker_id()
-        self._scripts = {name: redis.register_script(_load_script(name)) for name in SCRIPT_NAMES}
+        # A script without a mirror never touches its mirror_* keys.
+        self._named_keys = {**self.keys.named(), **self.keys.named("mirror_")}
+
+    def _run(self, script: str, args: list, client=None, mirror: JobFeed | None = None):
+        keys = self._named_keys if mirror is None else {**self._named_keys, **mirror.keys.named("mirror_")}
+        return run_script(self.redis, script, keys, args, client=client)
 
     # --- producing -----------------------------------------------------------
     def put(self, item: bytes | str, priority: bool = False, job_id: str | None = None) -> str:
         job_id = job_id or uuid.uuid4().hex
-        k = self.keys
-        self._scripts["put"](
-            keys=[k.ids, k.items, k.published, k.publishes],
-            args=[job_id, item, "1" if priority else "0"],
-        )
+        self._run("put", [job_id, item, "1" if priority else "0", "0"])
         return job_id
 
-    def put_many(self, items, priority: bool = False) -> list[str]:
-        """Put several jobs in one round trip (one script call each, pipelined)."""
-        k = self.keys
-        ids = []
+    def put_many(self, items, priority: bool = False, ids=None) -> list[str]:
+        """Put several jobs in one round trip (one script call each, pipelined).
+
+        With `ids`, an id the feed already holds is not put again: putting the
+        same batch twice (a retry after a lost reply) puts it once.
+        """
+        new_ids = ids is None
+        ids = [uuid.uuid4().hex for _ in items] if new_ids else list(ids)
         pipe = self.redis.pipeline(transaction=False)
-        for item in items:
-            job_id = uuid.uuid4().hex
-            ids.append(job_id)
-            self._scripts["put"](
-                keys=[k.ids, k.items, k.published, k.publishes],
-                args=[job_id, item, "1" if priority else "0"],
-                client=pipe,
-            )
+        for job_id, item in zip(ids, items, strict=True):
+            args = [job_id, item, "1" if priority else "0", "0" if new_ids else "1"]
+            self._run("put", args, client=pipe)
         pipe.execute()
         return ids
 
+    def bury(self, item: bytes | str, reason: str, job_id: str | None = None) -> str:
+        """Put an item straight into the dead-letter with the reason (never queued); an id
+        the feed already holds is not buried again."""
+        job_id = job_id or uuid.uuid4().hex
+        self._run("bury", [job_id, item, reason])
+        return job_id
+
+    def trim(self, max_age: float, max_length: int) -> tuple[int, int]:
+        """Drop the oldest ready items older than `max_age` seconds, then beyond
+        `max_length`; returns (expired, over the length). Counted in feed.dropped."""
+        expired, full = self._run("trim", [int(max_age * 1000), max_length])
+        return int(expired), int(full)
+
+    def dropped_counts(self) -> dict[str, int]:
+        counts = self.redis.hgetall(self.keys.dropped)
+        return {reason: int(counts.get(reason.encode(), 0)) for reason in ("expired", "full")}
+
     # --- consuming -----------------------------------------------------------
-    def claim(self, count: int = 1, mirror: JobFeed | None = None) -> list[ClaimedJob]:
+    def claim(self, count: int = 1, mirror: JobFeed | None = None, lease_token: str = "") -> list[ClaimedJob]:
         """Claim up to `count` ready jobs for this worker, oldest first.
 
         With `mirror`, each claimed job is also put on the mirror feed in the
-        same step (a shadow pipeline reads that feed).
+        same step (a shadow pipeline reads that feed). With `lease_token`, the
+        claim is made only while feed.lease holds that token, else Redis
+        answers an error starting with FENCED (lease.py).
         """
-        k = self.keys
-        keys = [k.ids, k.items, k.claimed, k.cancelled, k.claimedby, k.workers]
-        if mirror is not None:
-            m = mirror.keys
-            keys += [m.ids, m.items, m.published, m.publishes]
-        flat = self._scripts["claim"](
-            keys=keys, args=[self.worker_id, count, "1" if mirror is not None else "0"]
-        )
+        args = [self.worker_id, count, "1" if mirror is not None else "0", lease_token]
+        flat = self._run("claim", args, mirror=mirror)
         return [ClaimedJob(_text(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def wait_for_jobs(self, timeout: float) -> bool:
@@ -167,105 +218,66 @@ class JobFeed:
         moved = self.redis.blmove(self.keys.ids, self.keys.ids, timeout, "RIGHT", "RIGHT")
         return moved is not None
 
-    def heartbeat(self) -> None:
-        self.redis.zadd(self.keys.workers, {self.worker_id: _redis_now_ms(self.redis)})
+    def heartbeat(self, held=()) -> int:
+        """This worker is alive; renew the lease of each claim it holds (ids in `held`).
+
+        Returns how many of them it still held. A claim that is not renewed
+        expires after the visibility timeout and is reclaimed.
+        """
+        return self._run("heartbeat", [self.worker_id, *held])
 
     def leave(self) -> None:
         """Forget this worker (after its claims were finished or released)."""
         self.redis.zrem(self.keys.workers, self.worker_id)
 
     def finish(self, job_ids, results=None, notify: bool = False) -> int:
-        """Finish a batch of claimed jobs; returns how many were still claimed."""
+        """Finish a batch of this worker's claimed jobs; returns how many it still held."""
         job_ids = list(job_ids)
         if not job_ids:
             return 0
         results = results or [""] * len(job_ids)
-        k = self.keys
-        args = ["1" if notify else "0"]
+        args = [self.worker_id, "1" if notify else "0"]
         for job_id, result in zip(job_ids, results, strict=True):
             args += [job_id, result]
-        return self._scripts["finish"](
-            keys=[
-                k.claimed,
-                k.cancelled,
-                k.published,
-                k.finishes,
-                k.items,
-                k.claimedby,
-                k.finish_channel,
-            ],
-            args=args,
-        )
+        return self._run("finish", args)
 
     def cancel(self, job_ids, count_failure: bool = True) -> int:
-        """Return claimed jobs to the queue (a failure unless count_failure=False)."""
+        """Return this worker's claims to the front of the queue, in the order given
+        (a failure unless count_failure=False); returns how many it still held."""
         job_ids = list(job_ids)
         if not job_ids:
             return 0
-        k = self.keys
-        return self._scripts["cancel"](
-            keys=[k.claimed, k.cancelled, k.ids, k.claimedby],
-            args=["1" if count_failure else "0", *job_ids],
-        )
+        return self._run("cancel", [self.worker_id, "1" if count_failure else "0", *job_ids])
 
     def release(self, job_ids) -> int:
         """Give jobs back untried (shutdown): they keep their place, no failure counted."""
         return self.cancel(job_ids, count_failure=False)
 
     def stall(self, job_id: str, reason: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["stall"](
-                keys=[k.claimed, k.cancelled, k.stalled, k.published, k.claimedby, k.stallreasons],
-                args=[job_id, reason],
-            )
-        )
+        """Move this worker's claim to the dead-letter with the reason; False if not held."""
+        return bool(self._run("stall", [self.worker_id, job_id, reason]))
 
     def retry(self, job_id: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["retry"](
-                keys=[k.stalled, k.ids, k.published, k.stallreasons, k.cancelled], args=[job_id]
-            )
-        )
+        return bool(self._run("retry", [job_id]))
 
     def retract(self, job_id: str) -> bool:
-        k = self.keys
-        return bool(
-            self._scripts["retract"](
-                keys=[
-                    k.items,
-                    k.cancelled,
-                    k.published,
-                    k.stalled,
-                    k.claimed,
-                    k.ids,
-                    k.claimedby,
-                    k.stallreasons,
-                ],
-                args=[job_id],
-            )
-        )
+        return bool(self._run("retract", [job_id]))
 
     def reclaim_expired(
         self, visibility_timeout: float, max_failures: int, limit: int = 1000
     ) -> tuple[int, int]:
-        """Requeue (or stall) claims whose worker is silent; returns (requeued, stalled)."""
-        k = self.keys
-        requeued, stalled = self._scripts["reclaim"](
-            keys=[
-                k.claimed,
-                k.cancelled,
-                k.ids,
-                k.claimedby,
-                k.workers,
-                k.stalled,
-                k.published,
-                k.stallreasons,
-            ],
-            args=[int(visibility_timeout * 1000), max_failures, limit],
-        )
-        return int(requeued), int(stalled)
+        """Requeue (or stall) every claim whose lease expired; returns (requeued, stalled).
+
+        Works through them `limit` at a time (one script call each), so no
+        number of expired claims is too many.
+        """
+        total_requeued = total_stalled = 0
+        while True:
+            requeued, stalled = self._run("reclaim", [int(visibility_timeout * 1000), max_failures, limit])
+            total_requeued += int(requeued)
+            total_stalled += int(stalled)
+            if int(requeued) + int(stalled) < limit:
+                return total_requeued, total_stalled
 
     # --- inspecting ----------------------------------------------------------
     def stalled_jobs(self) -> dict[str, str]:
@@ -278,6 +290,27 @@ class JobFeed:
             i: _text(r) if r is not None else "(no reason recorded)"
             for i, r in zip(ids, reasons, strict=True)
         }
+
+    def state(self, job_id: str) -> JobState | None:
+        """Where the job is now; None once it is finished or retracted."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zscore(self.keys.claimed, job_id)
+        pipe.sismember(self.keys.stalled, job_id)
+        pipe.lpos(self.keys.ids, job_id)
+        claimed, stalled, ready = pipe.execute()
+        if claimed is not None:
+            return JobState.CLAIMED
+        if stalled:
+            return JobState.STALLED
+        return JobState.READY if ready is not None else None
+
+    def count_by_state(self) -> dict[JobState, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.keys.ids)
+        pipe.zcard(self.keys.claimed)
+        pipe.scard(self.keys.stalled)
+        ready, claimed, stalled = pipe.execute()
+        return {JobState.READY: ready, JobState.CLAIMED: claimed, JobState.STALLED: stalled}
 
     def item(self, job_id: str) -> bytes | None:
         return self.redis.hget(self.keys.items, job_id)
@@ -297,20 +330,17 @@ class JobFeed:
         return max(0.0, (sec * 1000 + usec / 1000 - oldest[0][1]) / 1000)
 
     def counts(self) -> dict[str, int]:
+        """Jobs per state (keyed by JobState values), unfinished, counters and live workers."""
         k = self.keys
+        by_state = self.count_by_state()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.llen(k.ids)
-        pipe.zcard(k.claimed)
-        pipe.scard(k.stalled)
         pipe.zcard(k.published)
         pipe.get(k.publishes)
         pipe.get(k.finishes)
         pipe.zcount(k.workers, _redis_now_ms(self.redis) - 60_000, "+inf")
-        ready, claimed, stalled, unfinished, publishes, finishes, workers = pipe.execute()
+        unfinished, publishes, finishes, workers = pipe.execute()
         return {
-            "ready": ready,
-            "claimed": claimed,
-            "stalled": stalled,
+            **{state.value: count for state, count in by_state.items()},
             "unfinished": unfinished,
             "publishes": int(publishes or 0),
             "finishes": int(finishes or 0),

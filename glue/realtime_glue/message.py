@@ -1,17 +1,9 @@
-"""The message a pipeline passes from stage to stage, and how a stage says no."""
+"""The message a pipeline passes from stage to stage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-
-class Reject(Exception):
-    """The job can never be processed as it is: stall it with this reason."""
-
-
-class TransientFailure(Exception):
-    """The job failed for now: return it to the queue with its failure count raised."""
 
 
 @dataclass

@@ -1,21 +1,11 @@
-"""Pipelines: named lists of stages, and the presets the seed shipped."""
+"""Pipelines: a named list of stages, built from the config through the registry."""
 
 from __future__ import annotations
 
 from .errors import ConfigError
 from .message import Message
-from .stages import Stage, StageContext, stage_classes
-from .stages.anonymize import DEFAULT_DROP
-
-PRESETS: dict[str, list[str]] = {
-    "json-anon-http": ["json", "anonymize", "format", "validate", "http"],
-    "json-secure-http": ["json", "anonymize", "encrypt", "format", "validate", "http"],
-    "json-anon-file": ["json", "anonymize", "format", "validate", "file"],
-}
-# Options a preset gives its stages unless the config says otherwise.
-PRESET_OPTIONS: dict[str, dict[str, dict]] = {
-    "json-secure-http": {"validate": {"require_encrypted": True}},
-}
+from .registry import PRESET_OPTIONS, STAGES
+from .stage import Stage, StageContext
 
 
 class Pipeline:
@@ -40,7 +30,11 @@ class Pipeline:
         for stage in self.stages:
             batch = getattr(stage, "process_batch", None)
             if batch is not None:
-                for index, error in zip(live, batch([messages[i] for i in live]), strict=True):
+                try:
+                    outcome = batch([messages[i] for i in live])
+                except Exception as exc:  # a bug in the stage: every message of the batch failed
+                    outcome = [exc] * len(live)
+                for index, error in zip(live, outcome, strict=True):
                     errors[index] = error
             else:
                 for index in live:
@@ -74,20 +68,19 @@ def build_pipeline(
     name: str, stage_names: list[str], options: dict[str, dict], context: StageContext, preset: str = ""
 ) -> Pipeline:
     """Build the stages in order; a ConfigError names the offending key."""
-    classes = stage_classes()
     defaults = PRESET_OPTIONS.get(preset, {})
-    stages = []
+    stages: list[Stage] = []
     for index, stage_name in enumerate(stage_names):
-        cls = classes.get(stage_name)
+        cls = STAGES.get(stage_name)
         if cls is None:
             raise ConfigError(
-                f"stages[{index}]", f"unknown stage {stage_name!r}; known: {', '.join(sorted(classes))}"
+                f"stages[{index}]", f"unknown stage {stage_name!r}; known: {', '.join(sorted(STAGES))}"
             )
         stage_options = {**defaults.get(stage_name, {}), **options.get(stage_name, {})}
-        if stage_name == "validate" and "forbid_fields" not in stage_options and "anonymize" in stage_names:
+        anonymize = next((s for s in stages if s.name == "anonymize"), None)
+        if stage_name == "validate" and "forbid_fields" not in stage_options and anonymize is not None:
             # A validate stage after anonymize checks that the dropped fields are gone.
-            dropped = options.get("anonymize", {}).get("drop", DEFAULT_DROP)
-            stage_options["forbid_fields"] = [p.split(".")[-1] for p in dropped if isinstance(p, str)]
+            stage_options["forbid_fields"] = [path[-1] for path in anonymize.drop]
         if stage_name == "validate" and "wildcard_prefix" in options.get("json", {}):
             # Check channels against the same wildcard prefix the json stage was told of.
             stage_options.setdefault("wildcard_prefix", options["json"]["wildcard_prefix"])

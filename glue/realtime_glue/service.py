@@ -10,23 +10,33 @@ import gevent.event
 import redis as redis_lib
 
 from .backoff import backoff_delay
+from .balancer import PartitionBalancer
 from .config import GlueConfig
+from .errors import ConfigError
 from .heartbeat import Heartbeat
 from .jobqueue import JobFeed, new_worker_id
 from .metrics import GlueMetrics
 from .notify import SystemdNotifier
+from .partition_workers import PartitionWorkers
+from .partitions import record_partitioning
 from .pipeline import build_pipeline
-from .stages import StageContext
+from .reclaimer import Reclaimer
+from .stage import StageContext
+from .supervisor import EXIT_PART_DIED, Supervisor
 from .worker import PipelineWorker
 
 log = logging.getLogger(__name__)
 
 
 def connect_redis(config: GlueConfig) -> redis_lib.Redis:
+    # Every command has a deadline: a Redis that accepts connections and never
+    # answers (stopped, swapping, a dead network path) becomes an error the
+    # retry loops report and retry, never a loop blocked forever.
     return redis_lib.Redis.from_url(
         config.redis_url,
         password=config.redis_password,
-        socket_connect_timeout=5,
+        socket_connect_timeout=config.redis_timeout,
+        socket_timeout=config.redis_timeout,
         socket_keepalive=True,
         health_check_interval=30,
         max_connections=None,
@@ -41,29 +51,69 @@ class GlueService:
         self.redis = connect_redis(config)
         self.metrics = GlueMetrics(pipeline_name)
         self.worker_id = new_worker_id()
+        # Every long-lived part runs under it: one that dies stops the glue (exit 70), one
+        # stuck in a step stops the watchdog pings.
+        self.supervisor = Supervisor(config.progress_timeout, on_death=self._part_died)
+        self.exit_code = 0
         context = StageContext(
-            pipeline=pipeline_name, redis=self.redis, worker_id=self.worker_id, metrics=self.metrics
+            pipeline=pipeline_name,
+            redis=self.redis,
+            worker_id=self.worker_id,
+            metrics=self.metrics,
+            supervisor=self.supervisor,
         )
         pc = self.pipeline_config
-        self.pipeline = build_pipeline(pc.name, pc.stages, pc.stage_options, context, pc.preset)
-        self.feed = JobFeed(self.redis, pc.feed, worker_id=self.worker_id)
-        mirror = JobFeed(self.redis, pc.mirror_feed) if pc.mirror_feed else None
-        self.worker = PipelineWorker(
-            self.feed,
-            self.pipeline,
-            concurrency=pc.concurrency,
-            claim_batch=config.claim_batch,
-            max_failures=config.max_failures,
-            mirror=mirror,
-            metrics=self.metrics,
-            finish_notices=config.finish_notices,
-        )
+        try:
+            self.pipeline = build_pipeline(pc.name, pc.stages, pc.stage_options, context, pc.preset)
+        except ConfigError as exc:
+            raise exc.under(f"pipelines.{pc.name}") from None
+        self.feeds = [JobFeed(self.redis, name, worker_id=self.worker_id) for name in pc.feeds]
+        self.feed = self.feeds[0]
+        self.mirror = JobFeed(self.redis, pc.mirror_feed) if pc.mirror_feed else None
+        interval = max(0.05, config.visibility_timeout / 3)
+        if pc.partitions == 1:
+            self.worker = self._worker(self.feed)
+            self.balancer = None
+            holders = lambda: [(self.feed, self.worker.held_ids)]  # noqa: E731
+        else:
+            # Each partition by one instance at a time: a worker per partition this one holds.
+            self.worker = None
+            self.partitions = PartitionWorkers(self._worker, config.shutdown_grace)
+            self.metrics.in_flight.set_function(self.partitions.in_flight)
+            self.balancer = PartitionBalancer(
+                self.redis,
+                pc.feed,
+                pc.feeds,
+                self.worker_id,
+                ttl=config.visibility_timeout,
+                open_partition=self.partitions.open,
+                close_partition=self.partitions.close,
+            )
+            holders = self.partitions.holders
         http = self.pipeline.stage("http")
-        backlog_feeds = http.backlog_feeds() if http is not None else []
-        self.heartbeat = Heartbeat(
-            [self.feed, *backlog_feeds], config.visibility_timeout, config.max_failures, self.metrics
+        backlog_holders = http.backlog_holders() if http is not None else []
+        self.heartbeat = Heartbeat(lambda: [*holders(), *backlog_holders], interval=interval)
+        # Every partition, held here or not: a dead instance's claims are reclaimed by the living.
+        self.reclaimer = Reclaimer(
+            [*self.feeds, *(feed for feed, _ in backlog_holders)],
+            config.visibility_timeout,
+            config.max_failures,
+            self.metrics,
         )
         self._stop_requested = gevent.event.Event()
+
+    def _worker(self, feed: JobFeed) -> PipelineWorker:
+        return PipelineWorker(
+            feed,
+            self.pipeline,
+            concurrency=self.pipeline_config.concurrency,
+            claim_batch=self.config.claim_batch,
+            max_failures=self.config.max_failures,
+            mirror=self.mirror,
+            metrics=self.metrics,
+            finish_notices=self.config.finish_notices,
+            supervisor=self.supervisor,
+        )
 
     def wait_for_redis(self) -> None:
         attempt = 0
@@ -84,31 +134,59 @@ class GlueService:
         log.info("stop requested")
         self._stop_requested.set()
 
-    def run(self) -> None:
+    def _part_died(self, why: str) -> None:
+        self.exit_code = EXIT_PART_DIED
+        self.notifier.status(f"stopping: {why}")
+        log.critical("stopping so that systemd restarts the glue: %s", why)
+        self._stop_requested.set()
+
+    def run(self) -> int:
+        """Run until SIGTERM (0) or until a part of the glue dies (70); returns the exit status."""
         gevent.signal_handler(signal.SIGTERM, self.request_stop)
         gevent.signal_handler(signal.SIGINT, self.request_stop)
-        self.notifier.start_watchdog()
+        self.notifier.start_watchdog(self.supervisor.health)
         self.wait_for_redis()
         if self._stop_requested.is_set():
-            return
+            return self.exit_code
+        pc = self.pipeline_config
+        try:
+            record_partitioning(self.redis, pc.feed, pc.partitions)
+        except ValueError as exc:
+            raise ConfigError(f"pipelines.{pc.name}.partitions", str(exc)) from None
         if self.pipeline_config.metrics_listen:
             self.metrics.serve(self.pipeline_config.metrics_listen)
-        self.heartbeat.beat_once()
-        self.heartbeat.start()
+        try:
+            self.heartbeat.beat_once()
+        except redis_lib.RedisError as exc:
+            log.warning("first heartbeat failed (%s); the heartbeat retries", exc)
+        self.heartbeat.start(self.supervisor)
+        self.reclaimer.start(self.supervisor)
         self.pipeline.start()
-        self.worker.start()
-        pc = self.pipeline_config
+        if self.balancer is not None:
+            self.balancer.start(self.supervisor)
+        else:
+            self.worker.start()
         status = f"pipeline {pc.name} ({' -> '.join(pc.stages)}) on feed {pc.feed}"
+        if pc.partitions > 1:
+            status += f" in {pc.partitions} partitions"
         log.info("ready: %s, worker %s", status, self.worker_id)
         self.notifier.ready(status)
         self._stop_requested.wait()
+        self.supervisor.stopping = True
         self.notifier.stopping(f"finishing in-flight jobs (grace {self.config.shutdown_grace:g}s)")
-        self.worker.stop(self.config.shutdown_grace)
+        if self.balancer is not None:
+            # Every partition's worker settles what it holds, then its lease is released.
+            self.balancer.stop(self.config.shutdown_grace + 10)
+        else:
+            self.worker.stop(self.config.shutdown_grace)
         self.pipeline.close()
+        self.reclaimer.stop()
         self.heartbeat.stop()
         try:
-            self.feed.leave()
+            for feed in self.feeds:
+                feed.leave()
         except redis_lib.RedisError:
             pass
         self.notifier.stop_watchdog()
-        log.info("stopped")
+        log.info("stopped" if self.exit_code == 0 else f"stopped (exit {self.exit_code})")
+        return self.exit_code

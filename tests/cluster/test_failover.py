@@ -18,7 +18,7 @@ def needs_shared_event_ids(push_nodes):
     if push_nodes[0].flavour != "push_stream":
         reason = (
             "nchan flavour: each node numbers its messages itself, so a Last-Event-ID from one "
-            "node means nothing to the other (set PUSH_STREAM_SRC for the push_stream flavour)"
+            "node means nothing to the other (the push_stream flavour, the default, shares them)"
         )
         print(reason)
         pytest.skip(reason)

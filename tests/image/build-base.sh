@@ -1,8 +1,14 @@
 #!/bin/bash
-# Builds the container image every molecule scenario and the test cluster boot:
-# Debian bookworm (debootstrap minbase) with systemd as PID 1 and what Ansible
-# and our roles need, imported as realtime-glue/systemd:bookworm. No registry
-# pull is involved.
+# Usage: build-base.sh [SUITE]      (SUITE: bookworm (default) or trixie)
+#        build-base.sh --name SUITE (prints the image name, builds nothing)
+# Builds the container image every molecule scenario, the package test and the
+# test cluster boot: Debian SUITE (debootstrap minbase) with systemd as PID 1
+# and what Ansible and our roles need, imported as
+# realtime-glue/systemd:SUITE-RECIPE.
+# RECIPE is a hash of this script and the suite: users of the image name it
+# with the recipe (`--name`), so worktrees with different recipes each keep
+# their own image instead of rebuilding the shared one back and forth.
+# No registry pull is involved.
 #
 # Cached twice: the image is not rebuilt when docker already has it, and the
 # root file system tarball is kept in build/base-image/ so that a fresh docker
@@ -11,22 +17,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-image=${BASE_IMAGE:-realtime-glue/systemd:bookworm}
-suite=bookworm
+print_name=0
+if [ "${1:-}" = --name ]; then
+    print_name=1
+    shift
+fi
+suite=${1:-bookworm}
+case $suite in
+    bookworm | trixie) ;;
+    *) echo "base-image: unsupported suite '$suite' (bookworm or trixie)" >&2; exit 2 ;;
+esac
+# The recipe: this script and the suite (editing the package list or the
+# tweaks below makes a new image and invalidates the cached tarball).
+recipe=$( (cat "$0"; echo "$suite") | sha256sum | cut -c1-12)
+image=realtime-glue/systemd:$suite-$recipe
+if [ "$print_name" = 1 ]; then
+    echo "$image"
+    exit 0
+fi
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,ca-certificates,sudo,gnupg,curl,apt-utils,procps
 cache=build/base-image
-# The tarball's name carries a hash of this script, so editing the package
-# list or the tweaks below invalidates the cache.
-recipe=$(sha256sum "$0" | cut -c1-12)
 tarball=$cache/rootfs-$suite-$recipe.tar
 
 if [ "${REBUILD:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
-    if [ "$(docker image inspect -f '{{ index .Config.Labels "recipe" }}' "$image")" = "$recipe" ]; then
-        echo "base-image: $image exists (recipe $recipe); nothing to do"
-        exit 0
-    fi
-    echo "base-image: $image was built from another recipe; rebuilding"
+    echo "base-image: $image exists; nothing to do"
+    exit 0
 fi
 
 if [ "${REBUILD:-0}" = 1 ] || [ ! -s "$tarball" ]; then

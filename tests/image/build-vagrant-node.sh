@@ -1,13 +1,13 @@
 #!/bin/bash
 # Builds realtime-glue/vagrant-node:bookworm, the image the Vagrantfile's docker
 # provider boots for every cluster machine (tests/image/vagrant-node/Dockerfile),
-# FROM the systemd base image (`make base-image` builds that first). Skipped
+# FROM the Debian 12 systemd base image (`make base-image` builds that first). Skipped
 # when the image exists and was built from the same recipe and base; REBUILD=1 forces it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 image=${CLUSTER_IMAGE:-realtime-glue/vagrant-node:bookworm}
-base=${BASE_IMAGE:-realtime-glue/systemd:bookworm}
+base=${BASE_IMAGE:-$(tests/image/build-base.sh --name bookworm)}
 key=${VAGRANT_PUBLIC_KEY:-$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub 2>/dev/null | tail -n 1)}
 if [ ! -s "$key" ]; then
     echo "cluster-image: Vagrant's insecure public key not found (apt-get install vagrant)" >&2

@@ -9,15 +9,28 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.push_node import PushNode, default_flavour
+from support.push_node import MODULES, PushNode, default_flavour, missing_module
 from support.redis_server import RedisServer
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "long_outage: a real outage of several minutes (select with -m long_outage, skip with "
+        "-m 'not long_outage'); part of make integration",
+    )
 
 
 def pytest_report_header(config):
     flavour = default_flavour()
-    if flavour == "nchan":
-        return "push node flavour: nchan (Debian's libnginx-mod-nchan; PUSH_STREAM_SRC is not set)"
-    return "push node flavour: push_stream (nginx-push-stream-module built from PUSH_STREAM_SRC)"
+    return f"push node flavour: {flavour} ({MODULES[flavour]})"
+
+
+def pytest_sessionstart(session):
+    """No push node can start without its module: say so once, up front, and fail
+    (the tests do not fall back to another flavour)."""
+    if why := missing_module(default_flavour()):
+        raise pytest.UsageError(why)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The push node's URL contract against a real nginx rendered from nginx/push-stream.conf.
 
-Flavour: nginx-push-stream-module when PUSH_STREAM_SRC is set (built by
-`make push-stream-module`), Debian's nchan otherwise.
+Every test that uses `node` runs on both flavours: nginx-push-stream-module
+(the default; `make push-stream-module` installs its package) and Debian's nchan.
 """
 
 import sys
@@ -11,19 +11,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from push_node import PushNode, default_flavour
+from push_node import PushNode
 
 pytestmark = pytest.mark.timeout(60)
 STORED = (200, 201, 202)
 
 
-@pytest.fixture(scope="module")
-def node():
-    flavour = default_flavour()
-    print(
-        f"\npush node flavour: {flavour} (PUSH_STREAM_SRC {'set' if flavour == 'push_stream' else 'unset'})"
-    )
-    with PushNode(flavour) as started:
+@pytest.fixture(scope="module", params=["push_stream", "nchan"])
+def node(request):
+    with PushNode(request.param) as started:
         yield started
 
 

@@ -1,18 +1,32 @@
 #!/bin/bash
-# `make package-test`: the .deb as an operator meets it, in a systemd container
-# (realtime-glue/systemd:bookworm, systemd as PID 1, no --privileged):
+# Usage: test-package.sh [SUITE]   (bookworm (default) or trixie)
+# The packages of the repository as an operator meets them, in a systemd
+# container of Debian SUITE (tests/image/build-base.sh SUITE, systemd as PID 1,
+# no --privileged):
 #   apt-get install realtime-glue from the signed repository `make repo` built,
 #   enable glue@demo and see it active (running) with READY reported, hardened
 #   to an exposure <= 2.0, restart it under load without losing a job, check the
-#   staggered restart timers, then purge the package cleanly.
+#   staggered restart timers, upgrade keeping an edited conffile, then purge the
+#   package cleanly;
+#   then the push-stream module: on Debian 12 apt installs ours from the
+#   repository and nginx loads it; on Debian 13 apt refuses ours (it depends on
+#   Debian 12's nginx ABI) and installs Debian's, which nginx loads.
+# `make package-test` runs it for both releases (tests/package/test-releases.sh).
 # Each step is printed; the container is removed on exit, pass or fail.
 set -euo pipefail
+
+# grep -q stops reading at the first match; the writer then dies of SIGPIPE and,
+# under pipefail, the whole pipeline fails although the line was there.
+contains() { grep "$@" >/dev/null; }
 cd "$(dirname "$0")/../.."
 root=$PWD
-image=${BASE_IMAGE:-realtime-glue/systemd:bookworm}
+suite=${1:-bookworm}
+image=$(tests/image/build-base.sh --name "$suite")
 repo=$root/packaging/out/repo
 jobs=${PACKAGE_TEST_JOBS:-2000}
-ct=realtime-glue-package-test-$$
+ct=realtime-glue-package-test-$suite-$$
+module_package=libnginx-mod-http-push-stream
+module=/usr/lib/nginx/modules/ngx_http_push_stream_module.so
 
 step() { echo; echo "=== package-test: $*"; }
 ok() { echo "ok: $*"; }
@@ -35,9 +49,9 @@ show() { in_ct systemctl show -P "$1" "$2"; }
 
 [ -f "$repo/InRelease" ] || fail "no repository at $repo: run make repo"
 
-step "docker engine and base image"
+step "docker engine and base image ($image)"
 tests/scripts/docker-engine.sh start
-tests/image/build-base.sh
+tests/image/build-base.sh "$suite"
 
 step "start $ct from $image (systemd as PID 1)"
 cleanup() {
@@ -46,7 +60,7 @@ cleanup() {
     docker rm -f "$ct" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-docker run -d --name "$ct" --hostname package-test \
+docker run -d --name "$ct" --hostname "package-test-$suite" \
     --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --cap-add AUDIT_WRITE \
     --cap-add AUDIT_CONTROL --cap-add SYSLOG --cap-add SYS_NICE --cap-add SYS_TIME \
     --security-opt seccomp=unconfined --cgroupns=host \
@@ -164,6 +178,63 @@ echo "put=$published finished=$finished queued+claimed+stalled=$left distinct me
 [ "$(show NRestarts glue@demo.service)" = 0 ] || fail "glue@demo restarted on its own (crash or watchdog)"
 ok "no job lost across systemctl restart; no unplanned restart"
 
+step "a wedged glue (SIGSTOP, jobs in flight) is restarted by the watchdog and loses nothing"
+# A stopped process sends no watchdog ping: systemd aborts it after WatchdogSec
+# (SIGABRT, and SIGCONT so it can die) and restarts it; the new process takes
+# the old claims back once their leases expire. Nothing is lost.
+restarts_before=$(show NRestarts glue@demo.service)
+finished_before=$(redis GET feed.finishes:demo)
+wedged_jobs=500
+in_ct sh -c "seq 1 $wedged_jobs | sed 's/.*/{\"channel\": \"wedged\", \"event\": \"message\", \"data\": {\"seq\": &}}/' \
+    | realtime-glue enqueue demo >/dev/null"
+wedged_pid=$(show MainPID glue@demo.service)
+in_ct kill -STOP "$wedged_pid"
+echo "glue@demo (pid $wedged_pid) stopped with ids=$(redis LLEN feed.ids:demo) claimed=$(redis ZCARD feed.claimed:demo)"
+restarted() { [ "$(show NRestarts glue@demo.service)" -gt "$restarts_before" ] && [ "$(show MainPID glue@demo.service)" != "$wedged_pid" ]; }
+wait_for 180 "systemd restarted the wedged glue@demo" restarted
+in_ct journalctl -u glue@demo.service --no-pager -n 40 | grep -E 'Watchdog timeout|Fatal Python error|Current thread|killed|Failed with result' || true
+in_ct journalctl -u glue@demo.service --no-pager | contains 'Watchdog timeout' \
+    || fail "the journal does not say the watchdog restarted glue@demo"
+wait_for 240 "all $wedged_jobs jobs of the wedged glue finished" delivered $((finished_before + wedged_jobs))
+wedged_pushed=$(in_ct sh -c "grep '/pub?id=wedged ' /run/pushed.log | grep -o '\"seq\": *[0-9]*' | sort -u | wc -l")
+left=$(( $(redis LLEN feed.ids:demo) + $(redis ZCARD feed.claimed:demo) + $(redis SCARD feed.stalled:demo) ))
+echo "finished=$(redis GET feed.finishes:demo) queued+claimed+stalled=$left distinct wedged messages pushed=$wedged_pushed"
+[ "$left" = 0 ] || fail "jobs left behind after the watchdog restart"
+[ "$wedged_pushed" = "$wedged_jobs" ] || fail "the push node saw $wedged_pushed of $wedged_jobs messages"
+[ "$(in_ct systemctl is-active glue@demo.service)" = active ] || fail "glue@demo not active after the watchdog restart"
+ok "watchdog restart after $(show WatchdogUSec glue@demo.service); NRestarts=$(show NRestarts glue@demo.service); nothing lost"
+
+step "a config error stops the unit with status 78 (EX_CONFIG) instead of restarting it"
+# glue@nosuch names a pipeline the config does not have.
+in_ct systemctl start glue@nosuch.service || true
+config_failed() { [ "$(show ActiveState glue@nosuch.service)" = failed ]; }
+wait_for 60 "glue@nosuch failed" config_failed
+sleep 7  # longer than RestartSec: a restart would have happened by now
+in_ct systemctl status --no-pager glue@nosuch.service | tee /tmp/glue-nosuch-status.txt || true
+[ "$(show ExecMainStatus glue@nosuch.service)" = 78 ] || fail "glue@nosuch exited $(show ExecMainStatus glue@nosuch.service), not 78"
+[ "$(show NRestarts glue@nosuch.service)" = 0 ] || fail "glue@nosuch was restarted on a config error"
+grep -q 'status=78/CONFIG' /tmp/glue-nosuch-status.txt || fail "systemctl status does not show status=78/CONFIG"
+grep -q 'config error: pipelines.nosuch' /tmp/glue-nosuch-status.txt || fail "systemctl status does not show the config error"
+in_ct systemctl reset-failed glue@nosuch.service
+ok "status=78/CONFIG, the key named, not restarted"
+
+step "the journal has the glue's priorities and fields (journalctl -p warning, GLUE_NODE=)"
+in_ct systemctl stop fake-push-node
+in_ct realtime-glue enqueue demo '{"channel": "journal", "event": "message", "data": {"seq": 1}}'
+warned() { in_ct journalctl -u glue@demo.service -p warning --no-pager | contains 'push node 127.0.0.1:80 is failing'; }
+wait_for 60 "a warning at priority warning in the journal" warned
+in_ct journalctl -u glue@demo.service -p warning --no-pager -n 5
+node_entry=$(in_ct journalctl GLUE_NODE=127.0.0.1:80 GLUE_PIPELINE=demo -p warning -o json -n 1 --no-pager)
+echo "$node_entry" | python3 -c 'import json, sys; e = json.load(sys.stdin); assert e["PRIORITY"] == "4" and e["SYSLOG_IDENTIFIER"] == "glue@demo", e; print("PRIORITY", e["PRIORITY"], "GLUE_NODE", e["GLUE_NODE"], "MESSAGE", e["MESSAGE"])' \
+    || fail "no journal entry with GLUE_NODE and priority 4"
+if in_ct journalctl -u glue@demo.service --no-pager -o cat -n 200 | contains 'glue@demo realtime_glue'; then
+    fail "log messages still repeat the unit's glue@demo identifier"
+fi
+in_ct systemd-run --unit=fake-push-node python3 /srv/package-test/fake_push_node.py /run/pushed.log
+journal_delivered() { in_ct grep -q '/pub?id=journal ' /run/pushed.log; }
+wait_for 120 "the held message delivered once the push node is back" journal_delivered
+ok "warnings at priority 4 with GLUE_PIPELINE and GLUE_NODE; the message was held and delivered"
+
 step "staggered restart timers: a stable offset per pipeline"
 in_ct systemctl enable --now glue-restart@demo.timer glue-restart@comments.timer
 next() { show NextElapseUSecRealtime "glue-restart@$1.timer"; }
@@ -210,7 +281,7 @@ fi
 dpkg_status=$(in_ct dpkg-query -W -f '${Status}' realtime-glue 2>/dev/null || true)
 [[ -z $dpkg_status || $dpkg_status == *not-installed ]] || fail "dpkg still has realtime-glue: $dpkg_status"
 for path in /etc/realtime-glue /var/lib/realtime-glue /var/log/realtime-glue /usr/bin/realtime-glue \
-    /lib/systemd/system/glue@.service /etc/systemd/system/glue.target.wants; do
+    /usr/lib/systemd/system/glue@.service /etc/systemd/system/glue.target.wants; do
     in_ct test ! -e "$path" || fail "$path is left after purge"
 done
 dangling=$(in_ct find /etc/systemd/system -xtype l -name '*glue*' -print)
@@ -222,4 +293,44 @@ if in_ct getent passwd realtime-glue >/dev/null; then
     echo "note: the system user realtime-glue stays after purge, as Debian does for system accounts"
 fi
 
-step "passed"
+step "the push-stream module package ($module_package) on $suite"
+# The stand-in push node leaves port 80 to nginx.
+in_ct systemctl stop fake-push-node.service
+ours=$(cd "$repo" && ls ${module_package}_*.deb)
+loads() { in_ct sh -c "printf 'load_module $module;\\nevents {}\\n' >/tmp/load.conf && nginx -q -t -c /tmp/load.conf"; }
+case $suite in
+    bookworm)
+        in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$module_package" 2>&1 | tail -n 3
+        installed=$(in_ct dpkg-query -W -f '${Version}' "$module_package")
+        [ "$installed" = "$(dpkg-deb --field "$repo/$ours" Version)" ] || fail "installed $module_package $installed, not ours"
+        in_ct apt-cache madison "$module_package" | grep -F "$installed" | contains 'file:/srv/realtime-glue-repo' \
+            || fail "$module_package $installed did not come from the repository"
+        in_ct dpkg-query -W -f '${Depends}\n' "$module_package" | contains 'nginx-abi-1.22.1-7' \
+            || fail "$module_package does not depend on Debian 12's nginx ABI"
+        loads || fail "nginx does not load $module"
+        ok "$module_package $installed from the repository (Depends: $(in_ct dpkg-query -W -f '${Depends}' "$module_package")); nginx $(in_ct dpkg-query -W -f '${Version}' nginx) loads it"
+        ;;
+    trixie)
+        # Bad input: our Debian 12 build on Debian 13's nginx (another ABI).
+        in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx 2>&1 | tail -n 1
+        if refused=$(in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "/srv/realtime-glue-repo/$ours" 2>&1); then
+            echo "$refused"
+            fail "apt installed $ours (built for Debian 12's nginx) on $suite"
+        fi
+        echo "$refused" | tail -n 6
+        echo "$refused" | contains 'nginx-abi-1.22.1-7' || fail "apt's refusal does not name the nginx ABI"
+        in_ct dpkg-query -W -f '${Status}' "$module_package" 2>/dev/null | contains '^install ok installed' \
+            && fail "$module_package got installed anyway"
+        in_ct systemctl is-active --quiet nginx.service || fail "nginx is not running after the refused install"
+        ok "apt refused $ours: $(echo "$refused" | grep -m1 -o 'Depends: nginx-abi[^ ]*.*')"
+        in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$module_package" 2>&1 | tail -n 3
+        installed=$(in_ct dpkg-query -W -f '${Version}' "$module_package")
+        in_ct apt-cache madison "$module_package" | grep -F "$installed" | contains 'deb.debian.org' \
+            || fail "$module_package $installed is not Debian's"
+        loads || fail "nginx does not load $module"
+        ok "Debian's $module_package $installed (Depends: $(in_ct dpkg-query -W -f '${Depends}' "$module_package")); nginx $(in_ct dpkg-query -W -f '${Version}' nginx) loads it"
+        ;;
+esac
+
+step "passed ($suite)"

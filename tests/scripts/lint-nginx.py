@@ -5,9 +5,9 @@ Each flavour is rendered as the role renders it by default (plain HTTP only), as
 node with HTTPS from operator files (a throwaway certificate), as an ACME node
 before its first certificate (plain listener with the challenge webroot) and
 after, and as the integration tests' loopback node. Only the files nginx writes
-(and the certificate) move into a temporary prefix; the module comes from build/.
-The push_stream flavour needs the module built by `make push-stream-module`
-(PUSH_STREAM_SRC set).
+(and the certificate) move into a temporary prefix. Both modules are loaded from
+their Debian packages: push_stream needs `make push-stream-module`, nchan
+`make deps`; a missing one fails the lint.
 """
 
 import subprocess
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.push_node import BUILT_MODULE, NGINX, PushNode, installed_nginx_version, render_config
+from support.push_node import MODULES, NGINX, PushNode, installed_nginx_version, missing_module, render_config
 from support.tls import TestCA
 
 
@@ -28,7 +28,11 @@ def variants(prefix: Path) -> dict[str, dict]:
     }
     return {
         "role defaults": {},
-        "https from files": {"push_stream_tls_mode": "files", **served},
+        "https from files, web push": {
+            "push_stream_tls_mode": "files",
+            "push_stream_webpush_upstream": "127.0.0.1:8099",
+            **served,
+        },
         "acme, no certificate yet": {
             "push_stream_tls_mode": "acme",
             "push_stream_tls_serving": False,
@@ -49,7 +53,8 @@ def check(flavour: str, name: str, overrides: dict, prefix: Path) -> None:
         render_config(
             {
                 "push_stream_flavour": flavour,
-                "push_stream_module_path": str(BUILT_MODULE),
+                "push_stream_module_path": str(MODULES["push_stream"]),
+                "push_stream_nchan_module_path": str(MODULES["nchan"]),
                 "push_stream_nginx_version": installed_nginx_version(),
                 "push_stream_pid_path": str(prefix / "nginx.pid"),
                 "push_stream_error_log": str(prefix / "error.log"),
@@ -66,13 +71,11 @@ def check(flavour: str, name: str, overrides: dict, prefix: Path) -> None:
 
 
 def main() -> int:
-    flavours = ["nchan"]
-    if BUILT_MODULE.exists():
-        flavours.insert(0, "push_stream")
-    else:
-        print(
-            f"lint-nginx: {BUILT_MODULE} not built (PUSH_STREAM_SRC unset): push_stream flavour not checked"
-        )
+    flavours = ["push_stream", "nchan"]
+    missing = [why for flavour in flavours if (why := missing_module(flavour))]
+    if missing:
+        print("lint-nginx: " + "; ".join(missing), file=sys.stderr)
+        return 1
     for flavour in flavours:
         with tempfile.TemporaryDirectory(prefix=f"lint-nginx-{flavour}-") as tmp:
             checked = variants(Path(tmp))

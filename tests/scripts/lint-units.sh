@@ -14,6 +14,11 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin" "$work/units"
 printf '#!/bin/sh\nexit 0\n' >"$work/bin/realtime-glue"
 chmod +x "$work/bin/realtime-glue"
+# Documentation=man:realtime-glue(1): verify opens it with man(1); the page is
+# the package's, found through MANPATH.
+mkdir -p "$work/man/man1"
+cp packaging/debian/realtime-glue.1 "$work/man/man1/"
+export MANPATH=$work/man
 
 for unit in "$units"/*; do
     name=$(basename "$unit")

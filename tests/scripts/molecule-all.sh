@@ -2,8 +2,9 @@
 # `make molecule`: runs `molecule test` for every scenario under
 # ansible/roles/*/molecule/*/, one after the other, prints how long each took,
 # carries on past a failure and exits non-zero if any failed.
-# ROLES="redis sysctl" limits the run to those roles. A role that needs an
-# environment variable (PUSH_STREAM_SRC) reads it itself.
+# ROLES="redis sysctl" limits the run to those roles. Every scenario runs on
+# Debian 12 and 13 at once (two platforms of the base config), from the images
+# `make base-image` builds, named here with their recipe hash.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -22,6 +23,11 @@ if [ ${#scenarios[@]} -eq 0 ]; then
     echo "molecule: no scenario found${ROLES:+ for roles: $ROLES}" >&2
     exit 1
 fi
+
+MOLECULE_IMAGE_BOOKWORM=$(tests/image/build-base.sh --name bookworm)
+MOLECULE_IMAGE_TRIXIE=$(tests/image/build-base.sh --name trixie)
+export MOLECULE_IMAGE_BOOKWORM MOLECULE_IMAGE_TRIXIE
+echo "molecule: platforms $MOLECULE_IMAGE_BOOKWORM and $MOLECULE_IMAGE_TRIXIE"
 
 failed=()
 for scenario in "${scenarios[@]}"; do

@@ -4,11 +4,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 rm -f build/timings.txt
-if [ -z "${PUSH_STREAM_SRC:-}" ]; then
-    echo "NOTE: PUSH_STREAM_SRC is not set: nginx tests run against Debian's libnginx-mod-nchan."
-else
-    echo "NOTE: PUSH_STREAM_SRC=${PUSH_STREAM_SRC}: nginx tests build and use nginx-push-stream-module."
-fi
 # Parts that need no docker engine first, then the ones that do.
 local_parts=(lint-python lint-nginx lint-units unit unit-debian integration deb)
 docker_parts=(lint-ansible molecule package-test cluster-test)

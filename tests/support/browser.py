@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections import deque
 from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -91,6 +92,7 @@ class Chromium:
         self.home = self.profile / "home"
         self.log_path = self.profile / "chromium.log"
         self.exceptions: list[str] = []  # uncaught page errors, as the console shows them
+        self.events: deque[dict] = deque(maxlen=1000)  # the latest DevTools events, oldest first
         self._process: subprocess.Popen | None = None
         self._socket = None
         self._ids = itertools.count(1)
@@ -177,11 +179,13 @@ class Chromium:
 
     def call(self, method: str, **params) -> dict:
         """One CDP command; returns its result. Events that arrive meanwhile are
-        read past (uncaught page exceptions are kept in `exceptions`)."""
+        kept in `events` (uncaught page exceptions also in `exceptions`)."""
         call_id = next(self._ids)
         self._socket.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:
             message = json.loads(self._socket.recv())
+            if "method" in message:
+                self.events.append(message)
             if message.get("method") == "Runtime.exceptionThrown":
                 details = message["params"]["exceptionDetails"]
                 self.exceptions.append(details.get("exception", {}).get("description") or details["text"])
@@ -196,9 +200,12 @@ class Chromium:
             raise BrowserError(f"loading {url}: {result['errorText']}")
         self.wait_for("document.readyState === 'complete'", timeout, what=f"{url} to load")
 
-    def evaluate(self, expression: str):
-        """The value of a JavaScript expression in the page."""
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    def evaluate(self, expression: str, await_promise: bool = False):
+        """The value of a JavaScript expression in the page (with await_promise,
+        what the promise it gives resolves to)."""
+        result = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise
+        )
         if "exceptionDetails" in result:
             raise BrowserError(f"{expression}: {result['exceptionDetails'].get('text')}")
         return result["result"].get("value")

@@ -1,9 +1,11 @@
 """A push node on loopback for tests: nginx started from nginx/push-stream.conf.
 
 The config is rendered from the one template the push_stream role uses, with the
-role's defaults plus test overrides. The flavour follows PUSH_STREAM_SRC: when set,
-the nginx-push-stream-module built by `make push-stream-module` is loaded
-(build/push-stream/ngx_http_push_stream_module.so); otherwise Debian's nchan.
+role's defaults plus test overrides. The flavour is the role's default,
+`push_stream`: nginx-push-stream-module from the Debian package
+libnginx-mod-http-push-stream, which `make push-stream-module` installs on this
+host (its path below is the package's); `nchan` (Debian's libnginx-mod-nchan) on
+request.
 
     node = PushNode()            # or PushNode(flavour="nchan", overrides={...})
     node.start()
@@ -47,7 +49,13 @@ from support.ports import free_port
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "nginx" / "push-stream.conf"
 ROLE_DEFAULTS = REPO / "ansible" / "roles" / "push_stream" / "defaults" / "main.yml"
-BUILT_MODULE = REPO / "build" / "push-stream" / "ngx_http_push_stream_module.so"
+# The files the Debian packages install (the role's push_stream_module_path and
+# push_stream_nchan_module_path).
+MODULES = {
+    "push_stream": Path("/usr/lib/nginx/modules/ngx_http_push_stream_module.so"),
+    "nchan": Path("/usr/lib/nginx/modules/ngx_nchan_module.so"),
+}
+MODULE_PACKAGES = {"push_stream": "libnginx-mod-http-push-stream", "nchan": "libnginx-mod-nchan"}
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
@@ -55,8 +63,16 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def default_flavour() -> str:
-    """`push_stream` when PUSH_STREAM_SRC names the module source, else `nchan`."""
-    return "push_stream" if os.environ.get("PUSH_STREAM_SRC") else "nchan"
+    """The push_stream role's default flavour: `push_stream`."""
+    return yaml.safe_load(ROLE_DEFAULTS.read_text())["push_stream_flavour"]
+
+
+def missing_module(flavour: str) -> str | None:
+    """Why nginx cannot load `flavour`'s module here, or None when it can."""
+    if MODULES[flavour].exists():
+        return None
+    how = "make push-stream-module" if flavour == "push_stream" else "make deps"
+    return f"{MODULES[flavour]} is missing: install {MODULE_PACKAGES[flavour]} (`{how}`)"
 
 
 def _comment(text: str) -> str:
@@ -160,7 +176,8 @@ def local_overrides(
     running_as = pwd.getpwuid(os.geteuid()).pw_name
     overrides = {
         "push_stream_flavour": flavour,
-        "push_stream_module_path": str(BUILT_MODULE),
+        "push_stream_module_path": str(MODULES["push_stream"]),
+        "push_stream_nchan_module_path": str(MODULES["nchan"]),
         "push_stream_nginx_version": installed_nginx_version(),
         # Workers run as whoever runs the tests (as root: root, so the temp
         # directory stays readable; unprivileged: nginx cannot switch users anyway).
@@ -213,8 +230,8 @@ class PushNode:
         tls: ServerTLS | None = None,
     ):
         self.flavour = flavour or default_flavour()
-        if self.flavour == "push_stream" and not BUILT_MODULE.exists():
-            raise RuntimeError(f"{BUILT_MODULE} is missing: run `make push-stream-module`")
+        if why := missing_module(self.flavour):
+            raise RuntimeError(why)
         self.host = host
         self.port = port or free_port(host)
         self.name = f"{host}:{self.port}"

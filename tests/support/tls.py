@@ -12,6 +12,12 @@ variations a check must refuse are parameters: validity (`not_before`,
 `not_after`), names, the chain written with the leaf (`chain=False` leaves the
 intermediate out), and a key that is not the certificate's (`IssuedCertificate.
 with_key_of`).
+
+For a test HTTPS server on loopback in one call (the test push services of Web
+Push and the bench's; the glue trusts the CA through the webpush stage's
+`ca_file`):
+
+    paths = make_certificates(directory)   # .ca, .cert, .key (PEM files)
 """
 
 from __future__ import annotations
@@ -237,6 +243,20 @@ def write_certificate_set(directory: Path, name: str) -> dict[str, dict[str, str
     }
     listing["root"] = {"certificate": str(root.certificate_path)}
     return listing
+
+
+@dataclass(frozen=True)
+class CertificatePaths:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(directory: Path) -> CertificatePaths:
+    """A root and a server certificate it signs for 127.0.0.1 and localhost."""
+    ca = TestCA.create(directory, name="realtime-glue test CA")
+    server = ca.issue(["localhost"], ips=["127.0.0.1"], label="server")
+    return CertificatePaths(ca.certificate_path, server.certificate_path, server.key_path)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from realtime_glue.message import Message
-from realtime_glue.stages import StageContext
+from realtime_glue.stage import StageContext
 
 
 @pytest.fixture

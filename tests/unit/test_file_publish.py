@@ -8,7 +8,7 @@ import os
 import pytest
 from conftest import message
 
-from realtime_glue.message import TransientFailure
+from realtime_glue.errors import TransientFailure
 from realtime_glue.publishers.file import FilePublish
 from realtime_glue.stages.format import Format
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from realtime_glue.errors import ConfigError
-from realtime_glue.message import Message, Reject
+from realtime_glue.errors import ConfigError, Reject
+from realtime_glue.message import Message
 from realtime_glue.stages.json_envelope import DEFAULT_MAX_BYTES, JsonEnvelope
 
 

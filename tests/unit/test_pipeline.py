@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from realtime_glue.errors import ConfigError
-from realtime_glue.message import Message, Reject
-from realtime_glue.pipeline import PRESETS, build_pipeline
+from realtime_glue.errors import ConfigError, Reject
+from realtime_glue.message import Message
+from realtime_glue.pipeline import build_pipeline
+from realtime_glue.registry import PRESETS
 from realtime_glue.stages.encrypt import open_sealed
 
 KEY = bytes(range(32))

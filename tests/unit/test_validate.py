@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import message
 
-from realtime_glue.message import Reject
+from realtime_glue.errors import Reject
 from realtime_glue.stages.format import Format
 from realtime_glue.stages.validate import Validate
 

@@ -1,20 +1,26 @@
--- cancel: give claimed jobs back to the queue. With count_failure = "1" the
--- job's failure count rises (Thoonk's cancel); a shutdown releases without it.
--- KEYS: claimed, cancelled, ids, claimedby
--- ARGV: count_failure, id, id, ...
+-- cancel: give claimed jobs back to the queue at its front, in the order given,
+-- so a batch given back is consumed again in claim order, before newer jobs.
+-- With count_failure = "1" the job's failure count rises (Thoonk's cancel: a
+-- job that keeps failing is stalled after max_failures, so it cannot hold the
+-- queue for long); a shutdown releases without it. Only claims this worker
+-- still holds are given back.
+-- ARGV: worker, count_failure, id, id, ... (oldest first)
+local claimed = KEYS[1]
+local cancelled = KEYS[2]
+local ids = KEYS[3]
+local claimedby = KEYS[4]
+local worker, count_failure = ARGV[1], ARGV[2] == '1'
+
 local released = 0
-for i = 2, #ARGV do
+-- Ids are consumed from the right: push the last one first, so the first is consumed first.
+for i = #ARGV, 3, -1 do
     local id = ARGV[i]
-    if redis.call('ZREM', KEYS[1], id) == 1 then
-        if ARGV[1] == '1' then
-            -- A failed job goes to the back, so it cannot block the queue.
-            redis.call('HINCRBY', KEYS[2], id, 1)
-            redis.call('LPUSH', KEYS[3], id)
-        else
-            -- A released job was never tried: it keeps its place at the front.
-            redis.call('RPUSH', KEYS[3], id)
+    if redis.call('HGET', claimedby, id) == worker and redis.call('ZREM', claimed, id) == 1 then
+        if count_failure then
+            redis.call('HINCRBY', cancelled, id, 1)
         end
-        redis.call('HDEL', KEYS[4], id)
+        redis.call('RPUSH', ids, id)
+        redis.call('HDEL', claimedby, id)
         released = released + 1
     end
 end

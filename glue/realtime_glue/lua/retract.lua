@@ -1,14 +1,22 @@
 -- retract: remove a job from every structure of the feed.
--- KEYS: items, cancelled, published, stalled, claimed, ids, claimedby, stallreasons
--- ARGV: id
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+local items = KEYS[1]
+local cancelled = KEYS[2]
+local published = KEYS[3]
+local stalled = KEYS[4]
+local claimed = KEYS[5]
+local ids = KEYS[6]
+local claimedby = KEYS[7]
+local stallreasons = KEYS[8]
+local id = ARGV[1]
+
+if redis.call('HDEL', items, id) == 0 then
     return 0
 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('LREM', KEYS[6], 1, ARGV[1])
-redis.call('HDEL', KEYS[7], ARGV[1])
-redis.call('HDEL', KEYS[8], ARGV[1])
+redis.call('HDEL', cancelled, id)
+redis.call('ZREM', published, id)
+redis.call('SREM', stalled, id)
+redis.call('ZREM', claimed, id)
+redis.call('LREM', ids, 1, id)
+redis.call('HDEL', claimedby, id)
+redis.call('HDEL', stallreasons, id)
 return 1

@@ -1,13 +1,18 @@
 -- retry: put a stalled job back on the queue.
--- KEYS: stalled, ids, published, stallreasons, cancelled
--- ARGV: id
+local stalled = KEYS[1]
+local ids = KEYS[2]
+local published = KEYS[3]
+local stallreasons = KEYS[4]
+local cancelled = KEYS[5]
+local id = ARGV[1]
+
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then
+if redis.call('SREM', stalled, id) == 0 then
     return 0
 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('HDEL', KEYS[5], ARGV[1])
+redis.call('LPUSH', ids, id)
+redis.call('ZADD', published, now, id)
+redis.call('HDEL', stallreasons, id)
+redis.call('HDEL', cancelled, id)
 return 1

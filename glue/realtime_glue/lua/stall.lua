@@ -1,13 +1,20 @@
 -- stall: move a claimed job to the stalled set (the dead-letter) with a reason
--- an operator can read; it stays there until retried or retracted.
--- KEYS: claimed, cancelled, stalled, published, claimedby, stallreasons
--- ARGV: id, reason
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
+-- an operator can read; it stays there until retried or retracted. Only a
+-- claim this worker still holds is stalled.
+local claimed = KEYS[1]
+local cancelled = KEYS[2]
+local stalled = KEYS[3]
+local published = KEYS[4]
+local claimedby = KEYS[5]
+local stallreasons = KEYS[6]
+local worker, id, reason = ARGV[1], ARGV[2], ARGV[3]
+
+if redis.call('HGET', claimedby, id) ~= worker or redis.call('ZREM', claimed, id) == 0 then
     return 0
 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('HDEL', KEYS[5], ARGV[1])
-redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
+redis.call('HDEL', cancelled, id)
+redis.call('SADD', stalled, id)
+redis.call('ZREM', published, id)
+redis.call('HDEL', claimedby, id)
+redis.call('HSET', stallreasons, id, reason)
 return 1

@@ -1,1 +1,2 @@
-"""Publishing stages: where a finished message leaves the glue."""
+"""Publishing stages: where a finished message leaves the glue (every stage by name:
+../registry.py)."""

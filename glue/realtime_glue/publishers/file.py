@@ -11,8 +11,9 @@ import json
 import os
 import time
 
-from ..message import Message, TransientFailure
-from ..stages import Stage
+from ..errors import TransientFailure
+from ..message import Message
+from ..stage import Stage
 
 FSYNC_POLICIES = ("always", "interval", "never")
 

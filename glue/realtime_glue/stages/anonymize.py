@@ -14,7 +14,7 @@ import json
 from ..errors import ConfigError
 from ..keyfile import read_private_key
 from ..message import Message
-from . import Stage
+from ..stage import Stage
 
 DEFAULT_DROP = ["email", "ip", "ip_address", "user_agent"]
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..keyfile import read_private_key
 from ..message import Message
-from . import Stage
+from ..stage import Stage
 
 KEY_BYTES = 32
 

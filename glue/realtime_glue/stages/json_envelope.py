@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from ..channels import DEFAULT_WILDCARD_PREFIX, channel_problem
-from ..message import Message, Reject
-from . import Stage
+from ..errors import Reject
+from ..message import Message
+from ..stage import Stage
 
 DEFAULT_MAX_BYTES = 64 * 1024
 

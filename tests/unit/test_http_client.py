@@ -1,0 +1,95 @@
+"""The pipelined HTTP/1.1 client against a raw loopback server that answers as told."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+from gevent.server import StreamServer
+
+from realtime_glue.http_client import MAX_BODY_KEPT, PipelinedHttpClient, Response
+
+
+def request(path: str, body: bytes = b"") -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+@pytest.fixture
+def server():
+    """Reads pipelined requests; answers each with what `answer(path)` returns (raw bytes),
+    or closes the connection when it returns None."""
+    state = {"answer": lambda path: b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", "paths": []}
+
+    def handle(sock, _address):
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            length = next(int(h.split(":")[1]) for h in lines if h.lower().startswith("content-length"))
+            while len(buffer) < length:
+                buffer += sock.recv(65536)
+            buffer = buffer[length:]
+            path = lines[0].split(" ")[1]
+            state["paths"].append(path)
+            answer = state["answer"](path)
+            if answer is None:
+                sock.close()
+                return
+            sock.sendall(answer)
+
+    stream = StreamServer(("127.0.0.1", 0), handle)
+    stream.start()
+    yield stream.server_port, state
+    stream.stop()
+
+
+def test_pipelined_requests_of_one_key_are_answered_in_order_with_their_bodies(server):
+    port, state = server
+    state["answer"] = lambda path: f"HTTP/1.1 200 OK\r\nContent-Length: {len(path)}\r\n\r\n{path}".encode()
+    client = PipelinedHttpClient("127.0.0.1", port, connections=4)
+    try:
+        results = [client.submit("chan", request(f"/{n}")) for n in range(50)]
+        answers = [r.get(timeout=5) for r in results]
+    finally:
+        client.close()
+    assert answers == [Response(200, f"/{n}".encode()) for n in range(50)]
+    assert state["paths"] == [f"/{n}" for n in range(50)]
+
+
+def test_a_chunked_body_is_kept_up_to_the_limit(server):
+    port, state = server
+    big = b"x" * (MAX_BODY_KEPT + 100)
+    state["answer"] = lambda path: (
+        b"HTTP/1.1 413 Request Entity Too Large\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + f"{len(big):x}\r\n".encode()
+        + big
+        + b"\r\n0\r\n\r\n"
+    )
+    client = PipelinedHttpClient("127.0.0.1", port)
+    try:
+        first = client.submit("k", request("/a")).get(timeout=5)
+        second = client.submit("k", request("/b")).get(timeout=5)
+    finally:
+        client.close()
+    assert first == second == Response(413, big[:MAX_BODY_KEPT])
+
+
+def test_a_connection_closed_mid_pipeline_fails_the_unanswered_requests(server):
+    port, state = server
+    state["answer"] = lambda path: (
+        None if path == "/2" else b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+    )
+    client = PipelinedHttpClient("127.0.0.1", port, connections=1)
+    try:
+        results = [client.submit("k", request(f"/{n}")) for n in range(4)]
+        gevent.wait(results, timeout=5)
+        assert [r.successful() for r in results] == [True, True, False, False]
+        assert isinstance(results[2].exception, ConnectionError)
+        # The next request opens a new connection.
+        assert client.submit("k", request("/5")).get(timeout=5).status == 201
+    finally:
+        client.close()
