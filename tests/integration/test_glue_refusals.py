@@ -66,10 +66,12 @@ def status_of(glue: GlueProcess) -> dict:
 def stored_messages(node: PushNode, channel: str) -> int:
     """Messages the node holds for the channel (0 for a channel it does not know)."""
     if node.flavour == "push_stream":
-        status, _, body = node.request("GET", f"/channels-stats?id={channel}")
+        status, _, body = node.request("GET", f"/channels-stats?id={channel}", listener="cluster")
         key = "published_messages"
     else:
-        status, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
+        status, _, body = node.request(
+            "GET", f"/pub?id={channel}", headers={"Accept": "application/json"}, listener="cluster"
+        )
         key = "messages"
     return 0 if status == 404 else int(json.loads(body)[key])
 
