@@ -221,6 +221,9 @@ def _port(listen: list[str]) -> int:
 class PushNode:
     """nginx serving the push node contract on `host:port` from a temp directory."""
 
+    # The cluster listener speaks HTTPS (push_stream_cluster_tls); set per node.
+    cluster_tls = False
+
     def __init__(
         self,
         flavour: str | None = None,
