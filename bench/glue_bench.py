@@ -240,7 +240,7 @@ class Bench:
     # --- (1) saturated ----------------------------------------------------------------
 
     def wrk(self) -> dict:
-        url = f"{self.node.base_url}/pub?id=bench"
+        url = f"{self.node.cluster_url}/pub?id=bench"
         load = load_average()
         done = subprocess.run(
             ["wrk", "-t1", "-c16", f"-d{WRK_SECONDS}s", "-s", str(BENCH / "wrk_post.lua"), url],
@@ -273,7 +273,7 @@ class Bench:
                 str(BENCH / "seed_loop.py"),
                 self.redis.url,
                 "seed",
-                self.node.base_url,
+                self.node.cluster_url,
                 str(jobs),
                 str(SEED_SECONDS),
             ],
@@ -285,7 +285,7 @@ class Bench:
         return {**json.loads(done.stdout), "load_average": load}
 
     def saturated(self, checkout: Checkout) -> dict:
-        glue = self.glue("throughput", self.node.base_url, CONCURRENCY, checkout)
+        glue = self.glue("throughput", self.node.cluster_url, CONCURRENCY, checkout)
         preload(JobFeed(self.client, glue.pipeline), THROUGHPUT_JOBS, "bench")
         load = load_average()
         glue.start()
@@ -328,7 +328,7 @@ class Bench:
         channel = f"latency-{self.runs}"
         glue = None
         if checkout is not None:
-            glue = self.glue("latency", self.node.base_url, CONCURRENCY, checkout)
+            glue = self.glue("latency", self.node.cluster_url, CONCURRENCY, checkout)
             glue.start()
             self._warm_up(glue)
         out = self.workdir / f"{channel}.json"
@@ -346,7 +346,7 @@ class Bench:
             feed = JobFeed(self.client, glue.pipeline)
             send = lambda n: feed.put(payload(n, channel, sent=time.time()))  # noqa: E731
         else:
-            conn = http.client.HTTPConnection(self.node.host, self.node.port, timeout=10)
+            conn = http.client.HTTPConnection(self.node.host, self.node.cluster_port, timeout=10)
             send = lambda n: self._post(conn, channel, n)  # noqa: E731
         load = load_average()
         started = time.monotonic()

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .http_client import ca_file_problem
 from .partitions import partition_feed_names
 from .registry import PRESETS, STAGES
 
@@ -62,6 +63,8 @@ class GlueConfig:
     push_backlog_limit: int
     metrics_listen: str
     pipelines: dict[str, PipelineConfig]
+    # The CA file https:// push nodes are checked against ("": the system's trust store).
+    push_ca_file: str = ""
 
     def pipeline(self, name: str) -> PipelineConfig:
         if name not in self.pipelines:
@@ -148,7 +151,9 @@ class _Reader:
                 "progress_timeout",
             ),
         )
-        push = self.table(self.data, "push", "push", ("nodes", "timeout", "message_ttl", "backlog_limit"))
+        push = self.table(
+            self.data, "push", "push", ("nodes", "timeout", "message_ttl", "backlog_limit", "ca_file")
+        )
         metrics = self.table(self.data, "metrics", "metrics", ("listen",))
         pipelines = self.table(self.data, "pipelines", "pipelines", None)
 
@@ -170,6 +175,9 @@ class _Reader:
         for index, node in enumerate(nodes):
             if not isinstance(node, str) or not node.startswith(("http://", "https://")):
                 raise ConfigError(f"push.nodes[{index}]", f"expected an http(s):// URL, got {node!r}")
+        ca_file = self.value(push, "ca_file", "push", str, "")
+        if ca_file and (problem := ca_file_problem(ca_file)):
+            raise ConfigError("push.ca_file", problem)
         listen = self.value(metrics, "listen", "metrics", str, "127.0.0.1:9310")
         if listen and not listen.rpartition(":")[2].isdigit():
             raise ConfigError("metrics.listen", f"expected host:port or empty, got {listen!r}")
@@ -213,6 +221,7 @@ class _Reader:
             ),
             metrics_listen=listen,
             pipelines={},
+            push_ca_file=ca_file,
         )
         for index, name in enumerate(sorted(pipelines)):
             pc = self.pipeline(name, pipelines, config)
@@ -266,6 +275,7 @@ class _Reader:
             options["http"].setdefault("timeout", config.push_timeout)
             options["http"].setdefault("message_ttl", config.push_message_ttl)
             options["http"].setdefault("backlog_limit", config.push_backlog_limit)
+            options["http"].setdefault("ca_file", config.push_ca_file)
             if not options["http"]["nodes"]:
                 raise ConfigError(
                     f"{where}.http.nodes" if own_nodes else "push.nodes",

@@ -79,6 +79,7 @@ def test_toml_and_yaml_load_the_same(raw, name, tmp_path):
         "timeout": 2,
         "message_ttl": 300.0,  # push_stream_message_ttl's default
         "backlog_limit": 100_000,
+        "ca_file": "",  # [push] ca_file: the system's trust store for https:// nodes
     }
     archive = config.pipeline("archive")
     assert archive.feed == "comments-archive"

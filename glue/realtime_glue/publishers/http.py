@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from ..backoff import Backoff
 from ..errors import ConfigError, PublishFailed, PublishRefused, Reject, TransientFailure
+from ..http_client import ca_file_problem
 from ..jobqueue import JobFeed
 from ..message import Message
 from ..stage import Stage
@@ -49,6 +50,11 @@ class HttpPublish(Stage):
         max_messages = self.option(
             "backlog_limit", int, DEFAULT_MAX_MESSAGES, lambda v: v > 0, "must be positive"
         )
+        # The CA that signed the https:// nodes' certificates ([push] ca_file);
+        # empty: the system's trust store.
+        ca_file = self.option("ca_file", str, "")
+        if ca_file and (problem := ca_file_problem(ca_file)):
+            raise ConfigError("ca_file", problem)
         metrics = self.context.metrics
         self.nodes = []
         for url in urls:
@@ -59,6 +65,7 @@ class HttpPublish(Stage):
                         timeout=timeout,
                         connections=connections,
                         metrics=metrics,
+                        ca_file=ca_file or None,
                         spawn=lambda run, url=url: spawn_part(
                             self.context.supervisor, f"connection writer to {PushNode.label_of(url)}", run
                         ),
