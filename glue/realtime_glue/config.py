@@ -15,6 +15,8 @@ from .registry import PRESETS, STAGES
 
 DEFAULT_PATH = "/etc/realtime-glue/glue.toml"
 ENV_PATH = "REALTIME_GLUE_CONFIG"
+# The push_stream role's push_stream_max_message_size (64k), the nodes' client_max_body_size.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
 
 
 @dataclass
@@ -50,6 +52,8 @@ class GlueConfig:
     push_message_ttl: float
     # Messages a node's backlog holds at most; then the oldest are dropped (alerted).
     push_backlog_limit: int
+    # The nodes' client_max_body_size in bytes: a larger message is refused before it is sent.
+    push_max_message_size: int
     metrics_listen: str
     pipelines: dict[str, PipelineConfig]
 
@@ -138,7 +142,12 @@ class _Reader:
                 "progress_timeout",
             ),
         )
-        push = self.table(self.data, "push", "push", ("nodes", "timeout", "message_ttl", "backlog_limit"))
+        push = self.table(
+            self.data,
+            "push",
+            "push",
+            ("nodes", "timeout", "message_ttl", "backlog_limit", "max_message_size"),
+        )
         metrics = self.table(self.data, "metrics", "metrics", ("listen",))
         pipelines = self.table(self.data, "pipelines", "pipelines", None)
 
@@ -201,6 +210,15 @@ class _Reader:
             push_backlog_limit=self.value(
                 push, "backlog_limit", "push", int, 100_000, lambda v: v >= 1, "an integer >= 1"
             ),
+            push_max_message_size=self.value(
+                push,
+                "max_message_size",
+                "push",
+                int,
+                DEFAULT_MAX_MESSAGE_SIZE,
+                lambda v: v >= 1024,
+                "bytes >= 1024 (the push nodes' client_max_body_size)",
+            ),
             metrics_listen=listen,
             pipelines={},
         )
@@ -247,11 +265,15 @@ class _Reader:
             options["http"].setdefault("timeout", config.push_timeout)
             options["http"].setdefault("message_ttl", config.push_message_ttl)
             options["http"].setdefault("backlog_limit", config.push_backlog_limit)
+            options["http"].setdefault("max_message_size", config.push_max_message_size)
             if not options["http"]["nodes"]:
                 raise ConfigError(
                     f"{where}.http.nodes" if own_nodes else "push.nodes",
                     f"pipeline {name!r} publishes over http but no push node is listed",
                 )
+        if "validate" in stages:
+            # What validate lets through must fit the push nodes.
+            options["validate"].setdefault("max_body_bytes", config.push_max_message_size)
         return PipelineConfig(
             name=name,
             feed=self.value(table, "feed", where, str, name, lambda v: bool(v), "a feed name"),
