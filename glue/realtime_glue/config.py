@@ -10,6 +10,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
+from .channels import channel_problem
 from .errors import ConfigError
 from .registry import PRESETS, STAGES
 
@@ -30,6 +31,28 @@ class PipelineConfig:
     # host:port of this pipeline's Prometheus endpoint, "" for none.
     metrics_listen: str = ""
     stage_options: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class ReadersConfig:
+    """`realtime-glue readers` (glue-readers.service): reader counts across the push nodes."""
+
+    # The push nodes' cluster URLs (where /channels-stats and /pub answer).
+    nodes: list[str]
+    # Seconds between two rounds of statistics.
+    interval: float
+    # The channel the counts are published on (never counted itself).
+    channel: str
+    # Seconds between two full snapshots (every channel with readers); changes go out each round.
+    snapshot_interval: float
+    # Seconds a node may take to answer.
+    timeout: float
+    # Largest message the nodes take (a snapshot is split into parts under it).
+    max_message_size: int
+    # Channels with a gauge of their own (the busiest); the totals cover every channel.
+    top_channels: int
+    # host:port of its Prometheus endpoint, "" for none.
+    metrics_listen: str
 
 
 @dataclass
@@ -56,6 +79,7 @@ class GlueConfig:
     push_max_message_size: int
     metrics_listen: str
     pipelines: dict[str, PipelineConfig]
+    readers: ReadersConfig | None = None
 
     def pipeline(self, name: str) -> PipelineConfig:
         if name not in self.pipelines:
@@ -124,7 +148,7 @@ class _Reader:
         return value
 
     def glue_config(self) -> GlueConfig:
-        top_keys = ("redis", "queue", "push", "metrics", "pipelines")
+        top_keys = ("redis", "queue", "push", "metrics", "readers", "pipelines")
         for name in self.data:
             if name not in top_keys:
                 raise ConfigError(name, f"unknown section (known: {', '.join(top_keys)})")
@@ -222,6 +246,7 @@ class _Reader:
             metrics_listen=listen,
             pipelines={},
         )
+        config.readers = self.readers(config)
         for index, name in enumerate(sorted(pipelines)):
             pc = self.pipeline(name, pipelines, config)
             if pc.metrics_listen is None:
@@ -231,6 +256,57 @@ class _Reader:
                 pc.metrics_listen = f"{host}:{int(port) + index}" if listen else ""
             config.pipelines[name] = pc
         return config
+
+    def readers(self, config: GlueConfig) -> ReadersConfig:
+        """[readers]: every key has a default, most of them from [push] and [metrics]."""
+        known = (
+            "nodes",
+            "interval",
+            "channel",
+            "snapshot_interval",
+            "timeout",
+            "top_channels",
+            "metrics_listen",
+        )
+        table = self.table(self.data, "readers", "readers", known)
+        nodes = self.value(table, "nodes", "readers", list, config.push_nodes)
+        for index, node in enumerate(nodes):
+            if not isinstance(node, str) or not node.startswith(("http://", "https://")):
+                raise ConfigError(f"readers.nodes[{index}]", f"expected an http(s):// URL, got {node!r}")
+        interval = self.value(table, "interval", "readers", float, 1.0, lambda v: v >= 0.1, "seconds >= 0.1")
+        channel = self.value(table, "channel", "readers", str, "readers")
+        problem = channel_problem(channel)
+        if problem:
+            raise ConfigError("readers.channel", problem)
+        snapshot_interval = self.value(
+            table,
+            "snapshot_interval",
+            "readers",
+            float,
+            max(10.0, interval),
+            lambda v: v >= interval,
+            f"seconds >= interval ({interval:g})",
+        )
+        # Default: the host of [metrics] listen, the port below the pipelines' first.
+        host, _, port = config.metrics_listen.rpartition(":")
+        default_listen = f"{host}:{int(port) - 1}" if config.metrics_listen else ""
+        listen = self.value(table, "metrics_listen", "readers", str, default_listen)
+        if listen and not listen.rpartition(":")[2].isdigit():
+            raise ConfigError("readers.metrics_listen", f"expected host:port or empty, got {listen!r}")
+        return ReadersConfig(
+            nodes=nodes,
+            interval=interval,
+            channel=channel,
+            snapshot_interval=snapshot_interval,
+            timeout=self.value(
+                table, "timeout", "readers", float, config.push_timeout, lambda v: v > 0, "seconds > 0"
+            ),
+            max_message_size=config.push_max_message_size,
+            top_channels=self.value(
+                table, "top_channels", "readers", int, 100, lambda v: v >= 0, "an integer >= 0"
+            ),
+            metrics_listen=listen,
+        )
 
     def _listen(self, table: dict, where: str) -> str | None:
         listen = self.value(table, "metrics_listen", where, str, None)
