@@ -6,8 +6,9 @@
 #   apt-get install realtime-glue from the signed repository `make repo` built,
 #   enable glue@demo and see it active (running) with READY reported, hardened
 #   to an exposure <= 2.0, restart it under load without losing a job, check the
-#   staggered restart timers, upgrade keeping an edited conffile, then purge the
-#   package cleanly;
+#   staggered restart timers, run glue-readers (counts from a stand-in node,
+#   hardened), upgrade keeping an edited conffile, then purge the package
+#   cleanly, with the secrets the glue role writes into /etc/realtime-glue;
 #   then the push-stream module: on Debian 12 apt installs ours from the
 #   repository and nginx loads it; on Debian 13 apt refuses ours (it depends on
 #   Debian 12's nginx ABI) and installs Debian's, which nginx loads.
@@ -268,7 +269,26 @@ in_ct grep -q 'operator edit kept' /etc/realtime-glue/glue.toml || fail "the con
 [ "$(show UnitFileState glue@demo.service)" = enabled ] || fail "glue@demo no longer enabled after the upgrade"
 ok "edit kept, glue@demo restarted (via glue.target) and still enabled"
 
-step "apt-get purge realtime-glue"
+step "secrets as the glue role writes them (at its default paths), then apt-get purge realtime-glue"
+# What `ansible/roles/glue` leaves in /etc/realtime-glue beside the conffile: the
+# Redis password, stage keys, the applied fingerprints; and a Web Push key where
+# the README puts it; plus the role's drop-in for the restart timers. None of it
+# is the package's own file, and the README says purge removes it all.
+password_file=$(sed -n 's/^glue_redis_password_file: //p' ansible/roles/glue/defaults/main.yml)
+key_dir=$(sed -n 's/^glue_key_dir: //p' ansible/roles/glue/defaults/main.yml)
+applied_dir=$(sed -n 's/^glue_fingerprint_dir: //p' ansible/roles/glue/vars/main.yml)
+secrets=("$password_file" "$key_dir/demo.encrypt.key" "$applied_dir/demo.json" /etc/realtime-glue/vapid.pem)
+for path in "${secrets[@]}"; do
+    case $path in /etc/realtime-glue/*) ;; *) fail "the glue role writes $path outside /etc/realtime-glue" ;; esac
+done
+in_ct install -d -o root -g realtime-glue -m 0750 "$key_dir"
+in_ct install -d -o root -g root -m 0700 "$applied_dir"
+in_ct sh -c "echo role-written-secret >'$password_file' && chown root:realtime-glue '$password_file' && chmod 0640 '$password_file'"
+in_ct sh -c "head -c 32 /dev/urandom | base64 >'$key_dir/demo.encrypt.key' && chown realtime-glue: '$key_dir/demo.encrypt.key' && chmod 0600 '$key_dir/demo.encrypt.key'"
+in_ct sh -c "echo '{}' >'$applied_dir/demo.json' && echo vapid >/etc/realtime-glue/vapid.pem && chmod 0600 /etc/realtime-glue/vapid.pem"
+in_ct install -d /etc/systemd/system/glue-restart@.timer.d
+in_ct sh -c 'printf "[Timer]\nRandomizedDelaySec=1h\n" >/etc/systemd/system/glue-restart@.timer.d/50-window.conf'
+in_ct find /etc/realtime-glue -printf '%M %u:%g %p\n'
 purge_log=$(in_ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q realtime-glue 2>&1) \
     || { echo "$purge_log"; fail "apt-get purge failed"; }
 echo "$purge_log"
