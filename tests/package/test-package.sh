@@ -254,6 +254,23 @@ in_ct systemctl start glue-restart@comments.service
     || fail "glue-restart@comments started a pipeline that was not running"
 ok "glue-restart@demo.service restarted glue@demo; glue-restart@comments left a stopped pipeline stopped"
 
+step "glue-readers.service: reader counts across the push nodes, hardened, one publisher"
+in_ct systemctl enable --now glue-readers.service
+[ "$(in_ct systemctl is-active glue-readers.service || true)" = active ] || {
+    in_ct journalctl -u glue-readers.service --no-pager -n 30
+    fail "glue-readers is not active"
+}
+[ -n "$(show StatusText glue-readers.service)" ] || fail "glue-readers reported no STATUS= with READY=1"
+# The stand-in node has two readers on pkgtest: the counts go to /pub?id=readers.
+readers_published() { in_ct grep -q '^/pub?id=readers .*"pkgtest":2' /run/pushed.log; }
+wait_for 60 "glue-readers published the stand-in node's readers" readers_published
+in_ct grep -m1 '^/pub?id=readers ' /run/pushed.log
+in_ct sh -c 'python3 -c "import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:9309/metrics\").read().decode())" | grep -E "^glue_readers(_total|_publishing)? "' \
+    || fail "glue-readers serves no metrics on 127.0.0.1:9309"
+in_ct systemd-analyze security --no-pager --threshold=20 glue-readers.service | tail -n 3 \
+    || fail "exposure of glue-readers.service above 2.0"
+ok "glue-readers active: $(show StatusText glue-readers.service); $(in_ct systemd-analyze security --no-pager glue-readers.service | grep -o 'exposure level.*')"
+
 step "upgrade: an operator's config edit survives, running instances restart on the new code"
 in_ct sh -c 'echo "# operator edit kept across upgrades" >>/etc/realtime-glue/glue.toml'
 # The same package under a higher version stands in for the next release.
@@ -297,15 +314,17 @@ if echo "$purge_log" | grep -Ei '(^|[^a-z])(error|warning)'; then
 fi
 dpkg_status=$(in_ct dpkg-query -W -f '${Status}' realtime-glue 2>/dev/null || true)
 [[ -z $dpkg_status || $dpkg_status == *not-installed ]] || fail "dpkg still has realtime-glue: $dpkg_status"
-for path in /etc/realtime-glue /var/lib/realtime-glue /var/log/realtime-glue /usr/bin/realtime-glue \
-    /usr/lib/systemd/system/glue@.service /etc/systemd/system/glue.target.wants; do
+for path in /etc/realtime-glue "${secrets[@]}" /var/lib/realtime-glue /var/log/realtime-glue /usr/bin/realtime-glue \
+    /usr/lib/systemd/system/glue@.service /usr/lib/systemd/system/glue-readers.service \
+    /etc/systemd/system/glue.target.wants /etc/systemd/system/glue-restart@.timer.d; do
     in_ct test ! -e "$path" || fail "$path is left after purge"
 done
 dangling=$(in_ct find /etc/systemd/system -xtype l -name '*glue*' -print)
 [ -z "$dangling" ] || fail "dangling unit links left: $dangling"
 [ "$(in_ct systemctl is-active glue@demo.service || true)" != active ] || fail "glue@demo still running"
 in_ct pgrep -f 'realtime-glue run' && fail "a realtime-glue process is still running"
-ok "package, config, state, logs, units and instance links gone; nothing running"
+[ "$(in_ct systemctl is-active glue-readers.service || true)" != active ] || fail "glue-readers still running"
+ok "package, config with the role's secrets, state, logs, units, drop-ins and instance links gone; nothing running"
 if in_ct getent passwd realtime-glue >/dev/null; then
     echo "note: the system user realtime-glue stays after purge, as Debian does for system accounts"
 fi
