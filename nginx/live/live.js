@@ -19,15 +19,15 @@
 // channel included (one connection stays free for the page itself);
 // WebSockets are not in that pool.
 //
-// Every subscription survives its node: on any error the page reconnects by
-// itself, to the next push node of /nodes.json (the push_stream role lists the
-// nodes there; the page's own node first), after a jittered pause that grows
-// with each failure in a row, and asks for what it missed with the id of the
-// last message it got (`?last_event_id=`, which the nodes read like
-// EventSource's Last-Event-ID header). Every node stores the same messages
-// under the same ids, so nothing is missed; a message seen before (the same id
-// again) is dropped, so nothing is shown twice. The page has no inline script
-// or style, so it runs under the nodes' Content-Security-Policy.
+// Every subscription survives its node going away: on any error the page
+// reconnects by itself, after a jittered pause that grows with each failure in
+// a row, and asks for what it missed with the id of the last message it got
+// (`?last_event_id=`, which push-stream nodes read like EventSource's
+// Last-Event-ID header, for WebSocket too). Every node stores the same
+// messages under the same ids, so nothing is missed when a proxy or DNS sends
+// the page to another node; a message seen before (the same id again) is
+// dropped, so nothing is shown twice. The page has no inline script or style,
+// so it runs under the nodes' Content-Security-Policy (same origin only).
 (function () {
   "use strict";
 
@@ -46,7 +46,6 @@
     .slice(0, MAX_CONNECTIONS[transport] - (readersChannel ? 1 : 0));
 
   var $ = function (id) { return document.getElementById(id); };
-  var nodes = [""];       // base URLs of the push nodes; "" is the page's own
   var states = {};        // subscription -> "connecting" | "open" | "reconnecting"
   var activity = {};      // channel -> { epochSecond: messages }
   var readersNow = {};    // channel -> readers now, over every push node
@@ -64,22 +63,6 @@
   function unique(names) {
     var seen = {};
     return names.filter(function (n) { return n && !seen[n] && (seen[n] = true); });
-  }
-
-  // --- the push nodes -----------------------------------------------------------
-
-  // The nodes to fail over to, the page's own first. Without the list (an
-  // older node, or none configured) the page stays with its own node.
-  function loadNodes() {
-    return fetch("nodes.json", { cache: "no-store" }).then(function (response) {
-      return response.ok ? response.json() : [];
-    }).then(function (listed) {
-      var own = window.location.origin;
-      var others = (Array.isArray(listed) ? listed : []).map(function (url) {
-        return String(url).replace(/\/+$/, "");
-      }).filter(function (url) { return /^https?:\/\//.test(url) && url !== own; });
-      nodes = [""].concat(unique(others));
-    }, function () { /* the page's own node only */ });
   }
 
   // --- subscriptions -------------------------------------------------------------
@@ -120,12 +103,11 @@
     var failures = 0;
     var wasOpen = false;
     var lastId = "";
-    var node = 0;
     var ids = recentIds();
 
-    function url(base, path) {
+    function url(path) {
       var resume = lastId ? "?last_event_id=" + encodeURIComponent(lastId) : "";
-      return base + path + encodeURIComponent(name) + resume;
+      return path + encodeURIComponent(name) + resume;
     }
 
     function deliver(text, eventId) {
@@ -146,25 +128,25 @@
 
     function retry() {
       onState(wasOpen ? "reconnecting" : "connecting");
-      node = (node + 1) % nodes.length;
       window.setTimeout(open, backoff(failures));
       failures += 1;
     }
 
     function openEventSource() {
-      var source = new EventSource(url(nodes[node], "/ev/"));
+      var source = new EventSource(url("/ev/"));
       source.onopen = opened;
       source.onmessage = function (event) { deliver(event.data, event.lastEventId); };
       source.onerror = function () {
-        // Not the browser's own retry, which would stay on this node.
+        // Not the browser's own retry: it has no backoff of ours, and a node
+        // that answers an error status makes it give up for good.
         source.close();
         retry();
       };
     }
 
     function openWebSocket() {
-      var base = nodes[node] || window.location.origin;
-      var socket = new WebSocket(url(base.replace(/^http/, "ws"), "/ws/"));
+      var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+      var socket = new WebSocket(scheme + window.location.host + url("/ws/"));
       socket.onopen = opened;
       socket.onmessage = function (event) {
         if (typeof event.data === "string" && event.data) deliver(event.data, "");
@@ -412,9 +394,7 @@
   showStatus();
   drawHeatmaps();
   window.setInterval(drawHeatmaps, 1000);
-  loadNodes().then(function () {
-    channels.forEach(subscribeChannel);
-    if (readersChannel) subscribe(readersChannel, applyReaders, onStateOf(readersChannel));
-    showStatus();
-  });
+  channels.forEach(subscribeChannel);
+  if (readersChannel) subscribe(readersChannel, applyReaders, onStateOf(readersChannel));
+  showStatus();
 })();
