@@ -34,7 +34,7 @@ timeout = 1
 metrics_listen = "127.0.0.1:{metrics_port}"
 {extra}
 """
-    return write_config(workdir, redis_server.url, [n.base_url for n in nodes], "", extra=table)
+    return write_config(workdir, redis_server.url, [n.cluster_url for n in nodes], "", extra=table)
 
 
 def readers_process(config: Path, python: str = sys.executable) -> GlueProcess:
@@ -109,7 +109,7 @@ def test_readers_are_summed_over_both_nodes_published_as_they_change_and_exporte
         assert scraped['glue_readers{channel="demo"}'] == 3
         assert scraped['glue_readers{channel="news"}'] == 1
         assert scraped["glue_readers_total"] == 4 and scraped["glue_readers_channels"] == 2
-        assert scraped[f'glue_readers_node{{node="{push1.host}:{push1.port}"}}'] == 2
+        assert scraped[f'glue_readers_node{{node="{push1.host}:{push1.cluster_port}"}}'] == 2
         assert scraped["glue_readers_publishing"] == 1
 
         # A reader leaves on one node, the last reader of news on the other.
@@ -127,7 +127,7 @@ def test_readers_are_summed_over_both_nodes_published_as_they_change_and_exporte
         push1.stop()
         down = page.wait_for({"demo": 1})
         assert down["answered"] == 1 and down["nodes"] == 2
-        assert metrics(port)[f'glue_readers_node_up{{node="{push1.host}:{push1.port}"}}'] == 0
+        assert metrics(port)[f'glue_readers_node_up{{node="{push1.host}:{push1.cluster_port}"}}'] == 0
         assert "cannot read its readers" in glue.log()
         other.close()
     finally:
