@@ -274,6 +274,7 @@
     }
     readersKnown = true;
     showReaders();
+    drawHeatmaps();  // the heatmap's "now" column says what the badge says
   }
 
   function showReaders() {
