@@ -41,7 +41,7 @@ def node(request):
 def test_every_allowed_channel_character_reaches_an_eventsource_subscriber(node, redis_server):
     directory = Path(tempfile.mkdtemp(prefix="glue-channel-ids-"))
     config = write_config(
-        directory, redis_server.url, [node.base_url], '[pipelines.ids]\npreset = "json-anon-http"\n'
+        directory, redis_server.url, [node.cluster_url], '[pipelines.ids]\npreset = "json-anon-http"\n'
     )
     glue = GlueProcess(config, "ids").start()
     streams = {}
