@@ -86,7 +86,7 @@ class PartitionBench:
         stages = ", ".join(f'"{s}"' for s in STAGES)
         pipelines = f"[pipelines.{name}]\nstages = [{stages}]\nconcurrency = {CONCURRENCY}\n"
         pipelines += f"partitions = {partitions}\n"
-        return write_config(directory, self.redis.url, [self.node.base_url], pipelines)
+        return write_config(directory, self.redis.url, [self.node.cluster_url], pipelines)
 
     def finished(self, feeds: list[str]) -> int:
         pipe = self.client.pipeline(transaction=False)

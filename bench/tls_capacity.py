@@ -208,12 +208,12 @@ def h2load_rate(node: PushNode, url: str, http1: bool) -> dict:
         done = subprocess.run(
             [*args, *(["--h1"] if http1 else []), url], capture_output=True, text=True, timeout=60
         )
-        finished = re.search(r"finished in ([\d.]+)(m?s)", done.stdout)
+        finished = re.search(r"finished in ([\d.]+)(us|ms|s),", done.stdout)
         succeeded = re.search(r"(\d+) succeeded", done.stdout)
         if not finished or not succeeded or int(succeeded.group(1)) != SETUP_CLIENTS:
             raise RuntimeError(f"h2load {url}: {done.stdout[-800:]}{done.stderr[-400:]}")
         connections += SETUP_CLIENTS
-        elapsed += float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
+        elapsed += float(finished.group(1)) / {"us": 1e6, "ms": 1e3, "s": 1}[finished.group(2)]
     cpu = nginx_cpu(node) - cpu_before
     return {
         "connections": connections,

@@ -198,7 +198,7 @@ class Bench:
             '[pipelines.plain]\nstages = ["json", "anonymize", "format", "http"]\n'
             f"concurrency = {CONCURRENCY}\n"
         )
-        config = write_config(directory, self.redis.url, [self.node.base_url], pipelines)
+        config = write_config(directory, self.redis.url, [self.node.cluster_url], pipelines)
         glue = GlueProcess(config, "plain", python=GLUE_PYTHON)
         self.glues.append(glue)
         preload(JobFeed(self.client, "plain"), HTTP_JOBS, lambda n: None)

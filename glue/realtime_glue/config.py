@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .channels import channel_problem
 from .errors import ConfigError
+from .http_client import ca_file_problem
 from .partitions import partition_feed_names
 from .registry import PRESETS, STAGES
 
@@ -90,6 +91,8 @@ class GlueConfig:
     metrics_listen: str
     pipelines: dict[str, PipelineConfig]
     readers: ReadersConfig | None = None
+    # The CA file https:// push nodes are checked against ("": the system's trust store).
+    push_ca_file: str = ""
 
     def pipeline(self, name: str) -> PipelineConfig:
         if name not in self.pipelines:
@@ -180,7 +183,7 @@ class _Reader:
             self.data,
             "push",
             "push",
-            ("nodes", "timeout", "message_ttl", "backlog_limit", "max_message_size"),
+            ("nodes", "timeout", "message_ttl", "backlog_limit", "max_message_size", "ca_file"),
         )
         metrics = self.table(self.data, "metrics", "metrics", ("listen",))
         pipelines = self.table(self.data, "pipelines", "pipelines", None)
@@ -203,6 +206,9 @@ class _Reader:
         for index, node in enumerate(nodes):
             if not isinstance(node, str) or not node.startswith(("http://", "https://")):
                 raise ConfigError(f"push.nodes[{index}]", f"expected an http(s):// URL, got {node!r}")
+        ca_file = self.value(push, "ca_file", "push", str, "")
+        if ca_file and (problem := ca_file_problem(ca_file)):
+            raise ConfigError("push.ca_file", problem)
         listen = self.value(metrics, "listen", "metrics", str, "127.0.0.1:9310")
         if listen and not listen.rpartition(":")[2].isdigit():
             raise ConfigError("metrics.listen", f"expected host:port or empty, got {listen!r}")
@@ -255,6 +261,7 @@ class _Reader:
             ),
             metrics_listen=listen,
             pipelines={},
+            push_ca_file=ca_file,
         )
         config.readers = self.readers(config)
         for index, name in enumerate(sorted(pipelines)):
@@ -361,6 +368,7 @@ class _Reader:
             options["http"].setdefault("message_ttl", config.push_message_ttl)
             options["http"].setdefault("backlog_limit", config.push_backlog_limit)
             options["http"].setdefault("max_message_size", config.push_max_message_size)
+            options["http"].setdefault("ca_file", config.push_ca_file)
             if not options["http"]["nodes"]:
                 raise ConfigError(
                     f"{where}.http.nodes" if own_nodes else "push.nodes",

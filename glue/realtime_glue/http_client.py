@@ -41,6 +41,17 @@ class Response:
     body: bytes
 
 
+def ca_file_problem(path: str) -> str | None:
+    """Why `path` cannot be the CA file TLS connections trust, or None."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            return f"{path} holds no PEM CA certificate ({exc.reason or exc})"
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
+
+
 class _Connection:
     def __init__(self, sock):
         self.sock = sock
@@ -238,10 +249,13 @@ class PipelinedHttpClient:
         connect_timeout: float = 5.0,
         connections: int = 8,
         spawn=gevent.spawn,
+        ca_file: str | None = None,
     ):
         self.host = host
         self.port = port
-        self.tls = ssl.create_default_context() if tls else None
+        # TLS checks the server's chain and its name (`host`): against the system's
+        # trust store, or against `ca_file` alone when given.
+        self.tls = ssl.create_default_context(cafile=ca_file) if tls else None
         self.connect_timeout = connect_timeout
         # Long-lived greenlets (each lane's writer) are started with this: spawn(run).
         self.spawn = spawn

@@ -115,9 +115,9 @@ def test_eventsource_message_with_an_id_arrives_in_one_tcp_segment(node, channel
     sock = subscribe(node, channel)
     try:
         before = data_segments_received(sock)
-        status = node.request("POST", f"/pub?id={channel}", text, {"Content-Type": "text/plain", **headers})[
-            0
-        ]
+        status = node.request(
+            "POST", f"/pub?id={channel}", text, {"Content-Type": "text/plain", **headers}, listener="cluster"
+        )[0]
         assert status in STORED
         received = receive_exactly(sock, len(expected))
         segments = data_segments_received(sock) - before

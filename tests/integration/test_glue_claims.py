@@ -32,7 +32,10 @@ def glue_worker_id(client, feed: str) -> str:
 
 def test_a_claim_the_live_worker_never_got_the_reply_of_is_delivered(workdir, redis_server, push_node):
     config = write_config(
-        workdir, redis_server.url, [push_node.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'
+        workdir,
+        redis_server.url,
+        [push_node.cluster_url],
+        '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     glue = GlueProcess(config, "comments").start()
     client = redis_server.client()

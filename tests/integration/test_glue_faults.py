@@ -225,7 +225,7 @@ def test_a_hung_redis_is_noticed_and_the_glue_carries_on_after(workdir, redis_se
     """redis-server stopped with SIGSTOP accepts connections and never answers. The glue runs on
     Debian's python3-redis 4.3, as the package does (newer redis-py happens to time out some
     commands on a connection that served a blocking wait, which hides the missing timeout)."""
-    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipeline_toml())
     glue = GlueProcess(config, "comments", python=DEBIAN_PYTHON).start()
     collector = Collector(push_node, "faults")
     push_node.wait_for_subscribers("faults")
@@ -253,14 +253,14 @@ def test_a_hung_redis_is_noticed_and_the_glue_carries_on_after(workdir, redis_se
 
 def test_a_long_node_outage_keeps_its_backlog_bounded_by_age_and_size(workdir, redis_server, push_node):
     metrics_port = free_port()
-    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipeline_toml())
     config.write_text(
         config.read_text()
         .replace("timeout = 2.0\n", "timeout = 2.0\nmessage_ttl = 10\nbacklog_limit = 5\n")
         .replace('listen = ""', f'listen = "127.0.0.1:{metrics_port}"')
     )
     glue = GlueProcess(config, "comments").start()
-    node_label = f"127.0.0.1:{push_node.port}"
+    node_label = f"127.0.0.1:{push_node.cluster_port}"
 
     def status():
         return json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]

@@ -23,7 +23,10 @@ def test_under_systemd_without_the_native_socket_lines_carry_their_priority(work
     if os.path.exists(JOURNAL_SOCKET):
         pytest.skip(f"{JOURNAL_SOCKET} exists here: the glue would log into this host's journal")
     config = write_config(
-        workdir, redis_server.url, [push_node.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'
+        workdir,
+        redis_server.url,
+        [push_node.cluster_url],
+        '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     glue = GlueProcess(config, "comments")
     st = os.stat(glue.log_path)  # its stdout, as JOURNAL_STREAM names a journal stream
@@ -44,7 +47,10 @@ def test_under_systemd_without_the_native_socket_lines_carry_their_priority(work
 
 def test_outside_systemd_lines_are_plain(workdir, redis_server, push_node):
     config = write_config(
-        workdir, redis_server.url, [push_node.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'
+        workdir,
+        redis_server.url,
+        [push_node.cluster_url],
+        '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     glue = GlueProcess(config, "comments").start()
     glue.terminate()

@@ -66,10 +66,12 @@ def status_of(glue: GlueProcess) -> dict:
 def stored_messages(node: PushNode, channel: str) -> int:
     """Messages the node holds for the channel (0 for a channel it does not know)."""
     if node.flavour == "push_stream":
-        status, _, body = node.request("GET", f"/channels-stats?id={channel}")
+        status, _, body = node.request("GET", f"/channels-stats?id={channel}", listener="cluster")
         key = "published_messages"
     else:
-        status, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
+        status, _, body = node.request(
+            "GET", f"/pub?id={channel}", headers={"Accept": "application/json"}, listener="cluster"
+        )
         key = "messages"
     return 0 if status == 404 else int(json.loads(body)[key])
 
@@ -87,14 +89,14 @@ def test_a_message_one_node_refuses_for_good_is_dead_lettered_there_and_later_on
     config = write_config(
         workdir,
         redis_server.url,
-        [push_node.base_url, small_node.base_url],
+        [push_node.cluster_url, small_node.cluster_url],
         '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     config.write_text(config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{metrics_port}"'))
     glue = GlueProcess(config, "comments").start()
     big, small = Subscriber(push_node, "refusals"), Subscriber(small_node, "refusals")
     feed = JobFeed(redis_server.client(), "comments")
-    refused_label = f"127.0.0.1:{small_node.port}"
+    refused_label = f"127.0.0.1:{small_node.cluster_port}"
     try:
         # One batch: 20 KB (over the small node's 16 KiB) in the middle of small messages.
         feed.put_many([message(n, size=20_000 if n == 3 else 0) for n in range(10)])
@@ -106,7 +108,7 @@ def test_a_message_one_node_refuses_for_good_is_dead_lettered_there_and_later_on
         # go straight to it.
         status = status_of(glue)
         assert status["backlog"][refused_label] == 0
-        assert status["dead_letters"] == {f"127.0.0.1:{push_node.port}": 0, refused_label: 1}
+        assert status["dead_letters"] == {f"127.0.0.1:{push_node.cluster_port}": 0, refused_label: 1}
         feed.put_many([message(n) for n in range(10, 20)])
         wait_until(lambda: len(small.received) == 19, 30, what="later messages on the small node")
         assert small.received[9:] == list(range(10, 20))
@@ -145,7 +147,10 @@ def test_a_message_one_node_refuses_for_good_is_dead_lettered_there_and_later_on
 
 def test_a_message_every_node_refuses_stalls_the_job_with_the_answer(workdir, redis_server, small_node):
     config = write_config(
-        workdir, redis_server.url, [small_node.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'
+        workdir,
+        redis_server.url,
+        [small_node.cluster_url],
+        '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     glue = GlueProcess(config, "comments").start()
     subscriber = Subscriber(small_node, "refusals")
@@ -157,7 +162,7 @@ def test_a_message_every_node_refuses_stalls_the_job_with_the_answer(workdir, re
         wait_until(lambda: feed_counts(redis_server.client(), "comments")["stalled"] == 1, 10)
         reason = feed.stalled_jobs()[ids[1]]
         assert "HTTP 413" in reason
-        assert status_of(glue)["backlog"] == {f"127.0.0.1:{small_node.port}": 0}
+        assert status_of(glue)["backlog"] == {f"127.0.0.1:{small_node.cluster_port}": 0}
     finally:
         glue.terminate()
         subscriber.close()
@@ -175,7 +180,7 @@ def test_a_failing_node_gets_each_held_message_once_in_order(workdir, redis_serv
             return 500
         return None
 
-    faulty = FaultyNode(push_node.port, rule=answer_500_twice)
+    faulty = FaultyNode(push_node.cluster_port, rule=answer_500_twice)
     faulty.down = True
     config = write_config(
         workdir, redis_server.url, [faulty.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'

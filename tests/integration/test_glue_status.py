@@ -23,7 +23,10 @@ def comment(n: int, channel: str = "news") -> str:
 
 def test_status_shows_each_job_state(workdir, redis_server, push_node):
     config = write_config(
-        workdir, redis_server.url, [push_node.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'
+        workdir,
+        redis_server.url,
+        [push_node.cluster_url],
+        '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     glue = GlueProcess(config, "comments")  # not started: the jobs stay where they are put
     feed = JobFeed(redis_server.client(), "comments", worker_id="operator")
@@ -39,7 +42,10 @@ def test_status_shows_each_job_state(workdir, redis_server, push_node):
 
 def test_status_warns_as_redis_memory_nears_its_maxmemory(workdir, redis_server, push_node):
     config = write_config(
-        workdir, redis_server.url, [push_node.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'
+        workdir,
+        redis_server.url,
+        [push_node.cluster_url],
+        '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     glue = GlueProcess(config, "comments")
     client = redis_server.client()

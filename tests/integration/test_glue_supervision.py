@@ -42,7 +42,7 @@ def test_a_part_that_dies_stops_the_process_with_status_70(workdir, redis_server
         f"    raise RuntimeError('injected fault')\n"
         f"{module}.{cls}.{method} = dies\n"
     )
-    config = write_config(workdir, redis_server.url, [push_node.base_url], PIPELINE)
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], PIPELINE)
     glue = GlueProcess(config, "comments", fault=fault).start()
     feed = JobFeed(redis_server.client(), "comments")
     feed.put_many([comment(n) for n in range(20)])
@@ -68,7 +68,7 @@ def test_a_batch_stuck_in_a_stage_stops_the_watchdog_pings(workdir, redis_server
         "    return process(self, message)\n"
         "f.Format.process = hangs\n"
     )
-    config = write_config(workdir, redis_server.url, [push_node.base_url], PIPELINE)
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], PIPELINE)
     config.write_text(
         config.read_text().replace("shutdown_grace = 5\n", "shutdown_grace = 5\nprogress_timeout = 3\n")
     )

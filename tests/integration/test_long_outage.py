@@ -70,11 +70,11 @@ def test_redis_and_a_push_node_down_together_for_minutes_lose_reorder_and_repeat
     stay_up, go_down = PushNode().start(), PushNode().start()
     # The glue reaches go_down through a gate, so that after the outage its subscriber is
     # connected again before the glue's backlog reaches it.
-    gate = FaultyNode(go_down.port)
+    gate = FaultyNode(go_down.cluster_port)
     config = write_config(
         workdir,
         redis_aof.url,
-        [stay_up.base_url, gate.base_url],
+        [stay_up.cluster_url, gate.base_url],
         '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     config.write_text(config.read_text().replace("timeout = 2.0\n", "timeout = 2.0\nmessage_ttl = 3600\n"))

@@ -40,7 +40,7 @@ def config_for(workdir, redis_server, nodes, visibility_timeout: float = 3) -> P
         f'[pipelines.comments]\npreset = "json-anon-http"\nconcurrency = {CONCURRENCY}\n'
         f"partitions = {PARTITIONS}\n"
     )
-    config = write_config(workdir, redis_server.url, [n.base_url for n in nodes], pipelines)
+    config = write_config(workdir, redis_server.url, [n.cluster_url for n in nodes], pipelines)
     text = config.read_text().replace("visibility_timeout = 3", f"visibility_timeout = {visibility_timeout}")
     # A kill counts as a failure of the jobs in flight: none may be stalled for it.
     config.write_text(text.replace("max_failures = 5", "max_failures = 100"))

@@ -137,7 +137,7 @@ def test_a_thoonk_job_id_that_would_forge_a_header_is_stalled_and_never_sent(red
     config = write_config(
         Path(tempfile.mkdtemp(prefix="glue-thoonk-")),
         redis_server.url,
-        [push_node.base_url],
+        [push_node.cluster_url],
         '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     glue = GlueProcess(config, "comments").start()

@@ -28,9 +28,10 @@ def variants(prefix: Path) -> dict[str, dict]:
     }
     return {
         "role defaults": {},
-        "https from files, web push": {
+        "https from files, web push, cluster over https": {
             "push_stream_tls_mode": "files",
             "push_stream_webpush_upstream": "127.0.0.1:8099",
+            "push_stream_cluster_tls": True,
             **served,
         },
         "acme, no certificate yet": {

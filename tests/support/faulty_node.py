@@ -7,7 +7,7 @@ test's rule picks, without the node ever seeing it. `down` closes every new
 connection at once (a node that is not there).
 
     node = PushNode().start()
-    faulty = FaultyNode(node.port, rule=lambda path, body: 500 if b'"n":3' in body else None)
+    faulty = FaultyNode(node.cluster_port, rule=lambda path, body: 500 if b'"n":3' in body else None)
     ... glue publishes to faulty.base_url, subscribers listen on node ...
     faulty.forwarded   # bodies the real node received, in order
 

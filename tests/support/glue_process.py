@@ -17,8 +17,11 @@ GLUE_SOURCE = Path(__file__).resolve().parents[2] / "glue"
 DEBIAN_PYTHON = "/usr/bin/python3"
 
 
-def write_config(directory: Path, redis_url: str, nodes: list[str], pipelines: str, extra: str = "") -> Path:
-    """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables."""
+def write_config(
+    directory: Path, redis_url: str, nodes: list[str], pipelines: str, extra: str = "", push_extra: str = ""
+) -> Path:
+    """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables, `push_extra`
+    more keys of [push] (e.g. `ca_file = "..."`)."""
     path = directory / "glue.toml"
     node_list = ", ".join(f'"{n}"' for n in nodes)
     path.write_text(
@@ -35,7 +38,7 @@ shutdown_grace = 5
 [push]
 nodes = [{node_list}]
 timeout = 2.0
-
+{push_extra}
 [metrics]
 listen = ""
 {extra}

@@ -241,6 +241,8 @@ class PushNode:
         self.overrides.update(overrides or {})
         self.cluster_port = _port(self.overrides["push_stream_cluster_listen"])
         self.tls_port = _port(self.overrides["push_stream_tls_listen"]) if tls else None
+        # The cluster listener over HTTPS as well (push_stream_cluster_tls).
+        self.cluster_tls = bool(tls) and bool(self.overrides.get("push_stream_cluster_tls"))
         self.config_path = self.directory / "nginx.conf"
         self._process: subprocess.Popen | None = None
 
@@ -257,7 +259,10 @@ class PushNode:
 
     @property
     def cluster_url(self) -> str:
-        """The cluster listener: what the glue publishes to (POST /pub), and the statistics."""
+        """The cluster listener: what the glue publishes to (POST /pub), and the statistics
+        (https://NAME:PORT with push_stream_cluster_tls)."""
+        if self.cluster_tls:
+            return f"https://{self.tls.name}:{self.cluster_port}"
         return f"http://{self.host}:{self.cluster_port}"
 
     @property
@@ -405,9 +410,15 @@ class PushNode:
         self, timeout: float, source: str | None, listener: str = "public"
     ) -> http.client.HTTPConnection:
         source_address = (source, 0) if source else None
-        if listener == "public" and self.tls:
+        tls_port = {"public": self.tls_port, "cluster": self.cluster_port if self.cluster_tls else None}
+        if self.tls and tls_port.get(listener):
             return PinnedHTTPSConnection(
-                self.tls.name, self.tls_port, self.host, self.tls.client_context(), timeout, source_address
+                self.tls.name,
+                tls_port[listener],
+                self.host,
+                self.tls.client_context(),
+                timeout,
+                source_address,
             )
         port = self.cluster_port if listener == "cluster" else self.port
         return http.client.HTTPConnection(self.host, port, timeout=timeout, source_address=source_address)

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from ..backoff import Backoff
 from ..errors import ConfigError, PublishFailed, PublishRefused, Reject, TransientFailure
+from ..http_client import ca_file_problem
 from ..jobqueue import JobFeed
 from ..message import Message
 from ..stage import Stage
@@ -57,6 +58,11 @@ class HttpPublish(Stage):
         self.max_message_size = self.option(
             "max_message_size", int, DEFAULT_MAX_MESSAGE_SIZE, lambda v: v > 0, "bytes > 0"
         )
+        # The CA that signed the https:// nodes' certificates ([push] ca_file);
+        # empty: the system's trust store.
+        ca_file = self.option("ca_file", str, "")
+        if ca_file and (problem := ca_file_problem(ca_file)):
+            raise ConfigError("ca_file", problem)
         metrics = self.context.metrics
         self.nodes = []
         for url in urls:
@@ -67,6 +73,7 @@ class HttpPublish(Stage):
                         timeout=timeout,
                         connections=connections,
                         metrics=metrics,
+                        ca_file=ca_file or None,
                         spawn=lambda run, url=url: spawn_part(
                             self.context.supervisor, f"connection writer to {PushNode.label_of(url)}", run
                         ),

@@ -7,6 +7,12 @@ this message for good (PublishRefused, with the start of its answer); any
 other answer, no answer in time or a lost connection means it failed this
 time (PublishFailed).
 
+An https:// node is checked like any TLS server: its chain against `ca_file`
+(or the system's trust store) and its name against the URL's host. A node that
+fails the check fails every publish this time (PublishFailed naming the TLS
+error): its messages wait in its backlog until it presents a certificate that
+passes.
+
 Order: every message of a channel is sent under the channel as its key, so
 the pipelined client (../http_client.py) carries it over the same keep-alive
 connection, and each node stores a channel's messages in claim order, the
@@ -48,7 +54,13 @@ class PushNode:
         return urlsplit(url).netloc
 
     def __init__(
-        self, url: str, timeout: float = 5.0, connections: int = 8, metrics=None, spawn=gevent.spawn
+        self,
+        url: str,
+        timeout: float = 5.0,
+        connections: int = 8,
+        metrics=None,
+        spawn=gevent.spawn,
+        ca_file: str | None = None,
     ):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -72,6 +84,7 @@ class PushNode:
             connect_timeout=timeout,
             connections=connections,
             spawn=spawn,
+            ca_file=ca_file,
         )
 
     @staticmethod
