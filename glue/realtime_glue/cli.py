@@ -68,6 +68,15 @@ def main(argv=None) -> int:
     p = sub.add_parser("check-config", help="validate the config file and build every pipeline")
     p.set_defaults(func=cmd_check_config)
 
+    p = sub.add_parser(
+        "readers",
+        help="count readers per channel across the push nodes and publish them"
+        " (what glue-readers.service runs)",
+    )
+    p.add_argument("--once", action="store_true", help="print one round's counts as JSON; publish nothing")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_readers)
+
     add_webpush_commands(sub)
 
     args = parser.parse_args(argv)
@@ -281,6 +290,17 @@ def cmd_retry(args, config: GlueConfig) -> int:
     for job_id in missing:
         print(f"not stalled: {job_id}", file=sys.stderr)
     return 1 if missing else 0
+
+
+def cmd_readers(args, config: GlueConfig) -> int:
+    from .readers.service import ReadersService
+
+    if args.once:
+        print(json.dumps(ReadersService(config).count_once(), indent=2))
+        return 0
+    setup_logging("", verbose=args.verbose, identifier="glue-readers")
+    faulthandler.enable()
+    return ReadersService(config).run()
 
 
 def cmd_check_config(args, config: GlueConfig) -> int:

@@ -10,6 +10,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
+from .channels import channel_problem
 from .errors import ConfigError
 from .http_client import ca_file_problem
 from .partitions import partition_feed_names
@@ -17,6 +18,8 @@ from .registry import PRESETS, STAGES
 
 DEFAULT_PATH = "/etc/realtime-glue/glue.toml"
 ENV_PATH = "REALTIME_GLUE_CONFIG"
+# The push_stream role's push_stream_max_message_size (64k), the nodes' client_max_body_size.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
 # Partitions per pipeline, at most: each held one costs its instance a claim loop and a connection.
 MAX_PARTITIONS = 256
 
@@ -42,6 +45,28 @@ class PipelineConfig:
 
 
 @dataclass
+class ReadersConfig:
+    """`realtime-glue readers` (glue-readers.service): reader counts across the push nodes."""
+
+    # The push nodes' cluster URLs (where /channels-stats and /pub answer).
+    nodes: list[str]
+    # Seconds between two rounds of statistics.
+    interval: float
+    # The channel the counts are published on (never counted itself).
+    channel: str
+    # Seconds between two full snapshots (every channel with readers); changes go out each round.
+    snapshot_interval: float
+    # Seconds a node may take to answer.
+    timeout: float
+    # Largest message the nodes take (a snapshot is split into parts under it).
+    max_message_size: int
+    # Channels with a gauge of their own (the busiest); the totals cover every channel.
+    top_channels: int
+    # host:port of its Prometheus endpoint, "" for none.
+    metrics_listen: str
+
+
+@dataclass
 class GlueConfig:
     path: str
     redis_url: str
@@ -61,8 +86,11 @@ class GlueConfig:
     push_message_ttl: float
     # Messages a node's backlog holds at most; then the oldest are dropped (alerted).
     push_backlog_limit: int
+    # The nodes' client_max_body_size in bytes: a larger message is refused before it is sent.
+    push_max_message_size: int
     metrics_listen: str
     pipelines: dict[str, PipelineConfig]
+    readers: ReadersConfig | None = None
     # The CA file https:// push nodes are checked against ("": the system's trust store).
     push_ca_file: str = ""
 
@@ -133,7 +161,7 @@ class _Reader:
         return value
 
     def glue_config(self) -> GlueConfig:
-        top_keys = ("redis", "queue", "push", "metrics", "pipelines")
+        top_keys = ("redis", "queue", "push", "metrics", "readers", "pipelines")
         for name in self.data:
             if name not in top_keys:
                 raise ConfigError(name, f"unknown section (known: {', '.join(top_keys)})")
@@ -152,7 +180,10 @@ class _Reader:
             ),
         )
         push = self.table(
-            self.data, "push", "push", ("nodes", "timeout", "message_ttl", "backlog_limit", "ca_file")
+            self.data,
+            "push",
+            "push",
+            ("nodes", "timeout", "message_ttl", "backlog_limit", "max_message_size", "ca_file"),
         )
         metrics = self.table(self.data, "metrics", "metrics", ("listen",))
         pipelines = self.table(self.data, "pipelines", "pipelines", None)
@@ -219,10 +250,20 @@ class _Reader:
             push_backlog_limit=self.value(
                 push, "backlog_limit", "push", int, 100_000, lambda v: v >= 1, "an integer >= 1"
             ),
+            push_max_message_size=self.value(
+                push,
+                "max_message_size",
+                "push",
+                int,
+                DEFAULT_MAX_MESSAGE_SIZE,
+                lambda v: v >= 1024,
+                "bytes >= 1024 (the push nodes' client_max_body_size)",
+            ),
             metrics_listen=listen,
             pipelines={},
             push_ca_file=ca_file,
         )
+        config.readers = self.readers(config)
         for index, name in enumerate(sorted(pipelines)):
             pc = self.pipeline(name, pipelines, config)
             if pc.metrics_listen is None:
@@ -232,6 +273,57 @@ class _Reader:
                 pc.metrics_listen = f"{host}:{int(port) + index}" if listen else ""
             config.pipelines[name] = pc
         return config
+
+    def readers(self, config: GlueConfig) -> ReadersConfig:
+        """[readers]: every key has a default, most of them from [push] and [metrics]."""
+        known = (
+            "nodes",
+            "interval",
+            "channel",
+            "snapshot_interval",
+            "timeout",
+            "top_channels",
+            "metrics_listen",
+        )
+        table = self.table(self.data, "readers", "readers", known)
+        nodes = self.value(table, "nodes", "readers", list, config.push_nodes)
+        for index, node in enumerate(nodes):
+            if not isinstance(node, str) or not node.startswith(("http://", "https://")):
+                raise ConfigError(f"readers.nodes[{index}]", f"expected an http(s):// URL, got {node!r}")
+        interval = self.value(table, "interval", "readers", float, 1.0, lambda v: v >= 0.1, "seconds >= 0.1")
+        channel = self.value(table, "channel", "readers", str, "readers")
+        problem = channel_problem(channel)
+        if problem:
+            raise ConfigError("readers.channel", problem)
+        snapshot_interval = self.value(
+            table,
+            "snapshot_interval",
+            "readers",
+            float,
+            max(10.0, interval),
+            lambda v: v >= interval,
+            f"seconds >= interval ({interval:g})",
+        )
+        # Default: the host of [metrics] listen, the port below the pipelines' first.
+        host, _, port = config.metrics_listen.rpartition(":")
+        default_listen = f"{host}:{int(port) - 1}" if config.metrics_listen else ""
+        listen = self.value(table, "metrics_listen", "readers", str, default_listen)
+        if listen and not listen.rpartition(":")[2].isdigit():
+            raise ConfigError("readers.metrics_listen", f"expected host:port or empty, got {listen!r}")
+        return ReadersConfig(
+            nodes=nodes,
+            interval=interval,
+            channel=channel,
+            snapshot_interval=snapshot_interval,
+            timeout=self.value(
+                table, "timeout", "readers", float, config.push_timeout, lambda v: v > 0, "seconds > 0"
+            ),
+            max_message_size=config.push_max_message_size,
+            top_channels=self.value(
+                table, "top_channels", "readers", int, 100, lambda v: v >= 0, "an integer >= 0"
+            ),
+            metrics_listen=listen,
+        )
 
     def _listen(self, table: dict, where: str) -> str | None:
         listen = self.value(table, "metrics_listen", where, str, None)
@@ -275,12 +367,16 @@ class _Reader:
             options["http"].setdefault("timeout", config.push_timeout)
             options["http"].setdefault("message_ttl", config.push_message_ttl)
             options["http"].setdefault("backlog_limit", config.push_backlog_limit)
+            options["http"].setdefault("max_message_size", config.push_max_message_size)
             options["http"].setdefault("ca_file", config.push_ca_file)
             if not options["http"]["nodes"]:
                 raise ConfigError(
                     f"{where}.http.nodes" if own_nodes else "push.nodes",
                     f"pipeline {name!r} publishes over http but no push node is listed",
                 )
+        if "validate" in stages:
+            # What validate lets through must fit the push nodes.
+            options["validate"].setdefault("max_body_bytes", config.push_max_message_size)
         return PipelineConfig(
             name=name,
             feed=self.value(table, "feed", where, str, name, lambda v: bool(v), "a feed name"),

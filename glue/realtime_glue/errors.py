@@ -3,6 +3,7 @@
 GlueError
 ├── ConfigError           the config file is wrong: names the key
 ├── ConnectionClosed      a server closed a keep-alive connection with requests unanswered
+├── NodeUnreadable        a push node did not give the readers unit its statistics or take its message
 └── JobError              what happened to one job in a stage
     ├── Reject            it can never be processed as it is: stall it with the reason
     └── TransientFailure  it failed for now: give it back to the queue, failure counted
@@ -30,6 +31,11 @@ class ConfigError(GlueError):
 
 class ConnectionClosed(GlueError, ConnectionError):
     """The server closed the connection before answering every request sent on it."""
+
+
+class NodeUnreadable(GlueError):
+    """A push node did not answer the readers unit as it should (its channel statistics,
+    or a message on the readers channel); the message names the node and why."""
 
 
 class JobError(GlueError):

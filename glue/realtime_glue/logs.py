@@ -129,10 +129,11 @@ def stdout_is_the_journal(environ=os.environ, stream=None) -> bool:
     return (st.st_dev, st.st_ino) == (int(device), int(inode))
 
 
-def setup_logging(pipeline: str, verbose: bool = False) -> None:
+def setup_logging(pipeline: str, verbose: bool = False, identifier: str | None = None) -> None:
+    """`identifier`: the unit's SyslogIdentifier (default glue@PIPELINE)."""
     level = logging.DEBUG if verbose else logging.INFO
     if stdout_is_the_journal():
-        handler: logging.Handler = JournalHandler(f"glue@{pipeline}", pipeline)
+        handler: logging.Handler = JournalHandler(identifier or f"glue@{pipeline}", pipeline)
     else:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(PlainFormatter())

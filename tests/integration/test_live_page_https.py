@@ -123,14 +123,16 @@ def test_twelve_eventsource_subscriptions_share_one_http2_connection(glue, live_
         )
 
     # The streams end when the browser goes (its connection closes); nginx then
-    # logs each with its connection serial.
+    # logs each with its connection serial. The page also reads the readers
+    # channel (reader counts): 13 streams.
     browser.stop()
     ev_lines = lambda: [line for line in live_node.access_log.splitlines() if '"GET /ev/' in line]  # noqa: E731
-    wait_until(lambda: len(ev_lines()) >= 12, 20, what="12 EventSource requests in the access log")
+    wait_until(lambda: len(ev_lines()) >= 13, 20, what="13 EventSource requests in the access log")
     lines = ev_lines()
-    assert len(lines) == 12, lines
+    assert len(lines) == 13, lines
+    assert any('"GET /ev/readers ' in line for line in lines), lines
     serials = {re.search(r"connection=(\d+)", line).group(1) for line in lines}
-    print(f"12 EventSource requests, connection serials {sorted(serials)}: {lines[0]}")
+    print(f"13 EventSource requests, connection serials {sorted(serials)}: {lines[0]}")
     assert all('HTTP/2.0"' in line for line in lines), lines
     assert len(serials) == 1, lines
 

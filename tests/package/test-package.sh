@@ -6,8 +6,9 @@
 #   apt-get install realtime-glue from the signed repository `make repo` built,
 #   enable glue@demo and see it active (running) with READY reported, hardened
 #   to an exposure <= 2.0, restart it under load without losing a job, check the
-#   staggered restart timers, upgrade keeping an edited conffile, then purge the
-#   package cleanly;
+#   staggered restart timers, run glue-readers (counts from a stand-in node,
+#   hardened), upgrade keeping an edited conffile, then purge the package
+#   cleanly, with the secrets the glue role writes into /etc/realtime-glue;
 #   then the push-stream module: on Debian 12 apt installs ours from the
 #   repository and nginx loads it; on Debian 13 apt refuses ours (it depends on
 #   Debian 12's nginx ABI) and installs Debian's, which nginx loads.
@@ -256,6 +257,23 @@ in_ct systemctl start glue-restart@comments.service
     || fail "glue-restart@comments started a pipeline that was not running"
 ok "glue-restart@demo.service restarted glue@demo; glue-restart@comments left a stopped pipeline stopped"
 
+step "glue-readers.service: reader counts across the push nodes, hardened, one publisher"
+in_ct systemctl enable --now glue-readers.service
+[ "$(in_ct systemctl is-active glue-readers.service || true)" = active ] || {
+    in_ct journalctl -u glue-readers.service --no-pager -n 30
+    fail "glue-readers is not active"
+}
+[ -n "$(show StatusText glue-readers.service)" ] || fail "glue-readers reported no STATUS= with READY=1"
+# The stand-in node has two readers on pkgtest: the counts go to /pub?id=readers.
+readers_published() { in_ct grep -q '^/pub?id=readers .*"pkgtest":2' /run/pushed.log; }
+wait_for 60 "glue-readers published the stand-in node's readers" readers_published
+in_ct grep -m1 '^/pub?id=readers ' /run/pushed.log
+in_ct sh -c 'python3 -c "import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:9309/metrics\").read().decode())" | grep -E "^glue_readers(_total|_publishing)? "' \
+    || fail "glue-readers serves no metrics on 127.0.0.1:9309"
+in_ct systemd-analyze security --no-pager --threshold=20 glue-readers.service | tail -n 3 \
+    || fail "exposure of glue-readers.service above 2.0"
+ok "glue-readers active: $(show StatusText glue-readers.service); $(in_ct systemd-analyze security --no-pager glue-readers.service | grep -o 'exposure level.*')"
+
 step "upgrade: an operator's config edit survives, running instances restart on the new code"
 in_ct sh -c 'echo "# operator edit kept across upgrades" >>/etc/realtime-glue/glue.toml'
 # The same package under a higher version stands in for the next release.
@@ -271,7 +289,26 @@ in_ct grep -q 'operator edit kept' /etc/realtime-glue/glue.toml || fail "the con
 [ "$(show UnitFileState glue@demo.service)" = enabled ] || fail "glue@demo no longer enabled after the upgrade"
 ok "edit kept, glue@demo restarted (via glue.target) and still enabled"
 
-step "apt-get purge realtime-glue"
+step "secrets as the glue role writes them (at its default paths), then apt-get purge realtime-glue"
+# What `ansible/roles/glue` leaves in /etc/realtime-glue beside the conffile: the
+# Redis password, stage keys, the applied fingerprints; and a Web Push key where
+# the README puts it; plus the role's drop-in for the restart timers. None of it
+# is the package's own file, and the README says purge removes it all.
+password_file=$(sed -n 's/^glue_redis_password_file: //p' ansible/roles/glue/defaults/main.yml)
+key_dir=$(sed -n 's/^glue_key_dir: //p' ansible/roles/glue/defaults/main.yml)
+applied_dir=$(sed -n 's/^glue_fingerprint_dir: //p' ansible/roles/glue/vars/main.yml)
+secrets=("$password_file" "$key_dir/demo.encrypt.key" "$applied_dir/demo.json" /etc/realtime-glue/vapid.pem)
+for path in "${secrets[@]}"; do
+    case $path in /etc/realtime-glue/*) ;; *) fail "the glue role writes $path outside /etc/realtime-glue" ;; esac
+done
+in_ct install -d -o root -g realtime-glue -m 0750 "$key_dir"
+in_ct install -d -o root -g root -m 0700 "$applied_dir"
+in_ct sh -c "echo role-written-secret >'$password_file' && chown root:realtime-glue '$password_file' && chmod 0640 '$password_file'"
+in_ct sh -c "head -c 32 /dev/urandom | base64 >'$key_dir/demo.encrypt.key' && chown realtime-glue: '$key_dir/demo.encrypt.key' && chmod 0600 '$key_dir/demo.encrypt.key'"
+in_ct sh -c "echo '{}' >'$applied_dir/demo.json' && echo vapid >/etc/realtime-glue/vapid.pem && chmod 0600 /etc/realtime-glue/vapid.pem"
+in_ct install -d /etc/systemd/system/glue-restart@.timer.d
+in_ct sh -c 'printf "[Timer]\nRandomizedDelaySec=1h\n" >/etc/systemd/system/glue-restart@.timer.d/50-window.conf'
+in_ct find /etc/realtime-glue -printf '%M %u:%g %p\n'
 purge_log=$(in_ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q realtime-glue 2>&1) \
     || { echo "$purge_log"; fail "apt-get purge failed"; }
 echo "$purge_log"
@@ -280,15 +317,17 @@ if echo "$purge_log" | grep -Ei '(^|[^a-z])(error|warning)'; then
 fi
 dpkg_status=$(in_ct dpkg-query -W -f '${Status}' realtime-glue 2>/dev/null || true)
 [[ -z $dpkg_status || $dpkg_status == *not-installed ]] || fail "dpkg still has realtime-glue: $dpkg_status"
-for path in /etc/realtime-glue /var/lib/realtime-glue /var/log/realtime-glue /usr/bin/realtime-glue \
-    /usr/lib/systemd/system/glue@.service /etc/systemd/system/glue.target.wants; do
+for path in /etc/realtime-glue "${secrets[@]}" /var/lib/realtime-glue /var/log/realtime-glue /usr/bin/realtime-glue \
+    /usr/lib/systemd/system/glue@.service /usr/lib/systemd/system/glue-readers.service \
+    /etc/systemd/system/glue.target.wants /etc/systemd/system/glue-restart@.timer.d; do
     in_ct test ! -e "$path" || fail "$path is left after purge"
 done
 dangling=$(in_ct find /etc/systemd/system -xtype l -name '*glue*' -print)
 [ -z "$dangling" ] || fail "dangling unit links left: $dangling"
 [ "$(in_ct systemctl is-active glue@demo.service || true)" != active ] || fail "glue@demo still running"
 in_ct pgrep -f 'realtime-glue run' && fail "a realtime-glue process is still running"
-ok "package, config, state, logs, units and instance links gone; nothing running"
+[ "$(in_ct systemctl is-active glue-readers.service || true)" != active ] || fail "glue-readers still running"
+ok "package, config with the role's secrets, state, logs, units, drop-ins and instance links gone; nothing running"
 if in_ct getent passwd realtime-glue >/dev/null; then
     echo "note: the system user realtime-glue stays after purge, as Debian does for system accounts"
 fi

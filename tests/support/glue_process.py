@@ -54,6 +54,7 @@ class GlueProcess:
     `env` adds to its environment (e.g. WATCHDOG_USEC); `fault` is Python run in the
     glue process before the command (after the CLI's gevent monkey-patching), to
     inject a fault the glue cannot otherwise be made to have, e.g. a part that dies.
+    `run_args` replaces `run PIPELINE` (e.g. ("readers",) for the readers unit's command).
     """
 
     def __init__(
@@ -63,9 +64,11 @@ class GlueProcess:
         python: str = sys.executable,
         env: dict | None = None,
         fault: str | None = None,
+        run_args: tuple[str, ...] | None = None,
     ):
         self.config = config
         self.pipeline = pipeline
+        self.run_args = run_args or ("run", pipeline)
         self.python = python
         self.env = env or {}
         self.fault = fault
@@ -93,7 +96,7 @@ class GlueProcess:
             env["PYTHONPATH"] = str(GLUE_SOURCE)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            self.command("run", self.pipeline), stdout=self._log, stderr=subprocess.STDOUT, env=env
+            self.command(*self.run_args), stdout=self._log, stderr=subprocess.STDOUT, env=env
         )
         if wait_ready:
             self.wait_for("READY=1", timeout)

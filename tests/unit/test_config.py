@@ -79,6 +79,7 @@ def test_toml_and_yaml_load_the_same(raw, name, tmp_path):
         "timeout": 2,
         "message_ttl": 300.0,  # push_stream_message_ttl's default
         "backlog_limit": 100_000,
+        "max_message_size": 65536,  # push_stream_max_message_size's default (64k)
         "ca_file": "",  # [push] ca_file: the system's trust store for https:// nodes
     }
     archive = config.pipeline("archive")

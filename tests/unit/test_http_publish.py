@@ -207,6 +207,15 @@ def test_a_message_without_body_is_rejected(stage):
     assert stage.nodes[0].attempts == 0
 
 
+def test_a_message_over_the_nodes_size_limit_is_rejected_before_it_is_sent(stage, context):
+    stage.max_message_size = 200  # [push] max_message_size: the nodes' client_max_body_size
+    with pytest.raises(Reject, match=r"over the push nodes' limit of 200 \(\[push\] max_message_size"):
+        stage.process(formatted(context, data={"text": "x" * 300}))
+    assert [node.attempts for node in stage.nodes] == [0, 0]
+    stage.process(formatted(context, job_id="small", data={"text": "x"}))
+    assert [event_id for _, event_id, _ in stage.nodes[0].received] == ["small"]
+
+
 def test_close_closes_the_nodes(stage):
     stage.close()
     assert all(node.closed for node in stage.nodes)

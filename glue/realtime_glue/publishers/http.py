@@ -31,6 +31,9 @@ from ..supervisor import idle, pause, spawn_part
 from .node_sender import DEFAULT_MAX_AGE, DEFAULT_MAX_MESSAGES, NodeSender, Sent, backlog_feed_name
 from .push_node import PushNode
 
+# The push_stream role's push_stream_max_message_size (64k).
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +52,11 @@ class HttpPublish(Stage):
         max_age = self.option("message_ttl", float, DEFAULT_MAX_AGE, lambda v: v > 0, "seconds > 0")
         max_messages = self.option(
             "backlog_limit", int, DEFAULT_MAX_MESSAGES, lambda v: v > 0, "must be positive"
+        )
+        # The nodes' client_max_body_size ([push] max_message_size): every node would
+        # answer 413 to a larger body, so it is refused here, before it is sent.
+        self.max_message_size = self.option(
+            "max_message_size", int, DEFAULT_MAX_MESSAGE_SIZE, lambda v: v > 0, "bytes > 0"
         )
         # The CA that signed the https:// nodes' certificates ([push] ca_file);
         # empty: the system's trust store.
@@ -128,6 +136,12 @@ class HttpPublish(Stage):
             problem = PushNode.unsendable(message.channel, message.event_id)
             if problem:
                 errors[index] = Reject(f"http: {problem}")
+                continue
+            if len(message.body) > self.max_message_size:
+                errors[index] = Reject(
+                    f"http: the message is {len(message.body)} bytes, over the push nodes' limit of"
+                    f" {self.max_message_size} ([push] max_message_size, their client_max_body_size)"
+                )
                 continue
             sendable.append(index)
         if not self.senders:
