@@ -3,6 +3,7 @@
 GlueError
 ├── ConfigError           the config file is wrong: names the key
 ├── ConnectionClosed      a server closed a keep-alive connection with requests unanswered
+├── SigningError          a subscribe URL cannot be signed as asked (the channel, the key)
 └── JobError              what happened to one job in a stage
     ├── Reject            it can never be processed as it is: stall it with the reason
     └── TransientFailure  it failed for now: give it back to the queue, failure counted
@@ -30,6 +31,10 @@ class ConfigError(GlueError):
 
 class ConnectionClosed(GlueError, ConnectionError):
     """The server closed the connection before answering every request sent on it."""
+
+
+class SigningError(GlueError):
+    """A subscribe URL cannot be signed as asked: a bad channel or ttl, or no key that may sign it."""
 
 
 class JobError(GlueError):
