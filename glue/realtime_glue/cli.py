@@ -16,6 +16,8 @@ from .errors import ConfigError  # noqa: E402
 from .jobqueue import JobFeed, JobState  # noqa: E402
 from .logs import setup_logging  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
+from .sign_command import add_command as add_sign_command  # noqa: E402
+from .sign_command import subscribe_keys  # noqa: E402
 from .stage import StageContext  # noqa: E402
 from .webpush.commands import add_commands as add_webpush_commands  # noqa: E402
 
@@ -66,6 +68,8 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("check-config", help="validate the config file and build every pipeline")
     p.set_defaults(func=cmd_check_config)
+
+    add_sign_command(sub)
 
     add_webpush_commands(sub)
 
@@ -268,6 +272,9 @@ def cmd_check_config(args, config: GlueConfig) -> int:
             raise exc.under(f"pipelines.{name}") from None
         pipeline.close()
         print(f"pipeline {name}: feed {pc.feed}: {' -> '.join(pc.stages)}")
+    if config.subscribe.keys_file:
+        keys = subscribe_keys(config)
+        print(f"subscribe keys {config.subscribe.keys_file}: {', '.join(keys.keys) or 'none'}")
     print(f"{config.path}: OK")
     return 0
 
