@@ -13,6 +13,7 @@ import time  # noqa: E402
 from . import __version__  # noqa: E402
 from .config import GlueConfig, config_path, load_config  # noqa: E402
 from .errors import ConfigError  # noqa: E402
+from .firehose.commands import add_commands as add_firehose_commands  # noqa: E402
 from .jobqueue import JobFeed, JobState  # noqa: E402
 from .logs import setup_logging  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
@@ -70,6 +71,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_check_config)
 
     add_sign_command(sub)
+    add_firehose_commands(sub)
 
     add_webpush_commands(sub)
 

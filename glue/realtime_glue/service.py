@@ -77,8 +77,10 @@ class GlueService:
             finish_notices=config.finish_notices,
             supervisor=self.supervisor,
         )
-        http = self.pipeline.stage("http")
-        backlog_holders = http.backlog_holders() if http is not None else []
+        # The push nodes' backlogs (the http and firehose stages): heartbeated and reclaimed.
+        backlog_holders = [
+            holder for stage in self.pipeline.stages for holder in getattr(stage, "backlog_holders", list)()
+        ]
         self.heartbeat = Heartbeat(
             [(self.feed, self.worker.held_ids), *backlog_holders],
             interval=max(0.05, config.visibility_timeout / 3),

@@ -1,4 +1,4 @@
-"""`realtime-glue sign`, run as the user runs it."""
+"""`realtime-glue sign` and `realtime-glue firehose url`, run as the user runs them."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ nodes = ["http://127.0.0.1:9"]
 [subscribe]
 keys_file = "{keys_path}"
 url = "https://push.example.org"
+[pipelines.firehose]
+preset = "firehose"
+[pipelines.firehose.firehose]
+customers = {json.dumps(list(customers))}
 """
         )
         return str(config)
@@ -73,7 +77,7 @@ def test_sign_notes_a_public_channel(setup):
 
 def test_a_key_set_others_can_read_exits_78_naming_the_key(setup):
     config = setup(mode=0o640)
-    for command in (["sign", "private-ada"], ["check-config"]):
+    for command in (["sign", "private-ada"], ["check-config"], ["firehose", "url", "firehose", "acme"]):
         result = realtime_glue("-c", config, *command)
         assert result.returncode == EX_CONFIG, (command, result.stdout, result.stderr)
         assert "config error: subscribe.keys_file: key file" in result.stderr
@@ -84,7 +88,37 @@ def test_a_key_set_others_can_read_exits_78_naming_the_key(setup):
 def test_check_config_names_the_keys_it_loaded(setup):
     result = realtime_glue("-c", setup(), "check-config")
     assert result.returncode == 0, result.stderr
+    assert (
+        "pipeline firehose: feed firehose: json -> anonymize -> format -> validate -> firehose"
+        in result.stdout
+    )
     assert ": app-1, firehose-acme, firehose-globex" in result.stdout
+
+
+def test_firehose_url_is_signed_with_the_customers_own_key(setup):
+    result = realtime_glue("-c", setup(), "firehose", "url", "firehose", "acme")
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.strip()
+    assert url.startswith("https://push.example.org/ev/firehose-acme?")
+    query = query_of(url)
+    assert query["kid"] == "firehose-acme"
+    assert query["sig"] == signature(ACME.secret, "firehose-acme", int(query["exp"]))
+
+
+def test_a_customer_removed_from_the_config_gets_no_url(setup):
+    # Removed from the pipeline (its key may linger in the key set for a while).
+    result = realtime_glue("-c", setup(customers=("acme",)), "firehose", "url", "firehose", "globex")
+    assert result.returncode == 1
+    assert (
+        "'globex' is not a customer of pipelines.firehose (customers: acme): no URL for it" in result.stderr
+    )
+    assert result.stdout == ""
+    # Its key removed as well: `sign` cannot stand in with the application's key.
+    result = realtime_glue("-c", setup(keys=(APP, ACME), customers=("acme",)), "sign", "firehose-globex")
+    assert result.returncode == 1
+    assert (
+        "cannot sign: channel 'firehose-globex' can only be signed with a key scoped to it" in result.stderr
+    )
 
 
 @pytest.mark.parametrize(
