@@ -40,28 +40,25 @@ def add_commands(subcommands) -> None:
     p.set_defaults(func=cmd_status)
 
 
-def firehose_stage(config, name: str, redis=None):
-    """The pipeline's firehose stage, built as `run` builds it (nothing started)."""
+def firehose_customers(config, name: str) -> dict[str, str]:
+    """Each customer of the pipeline and its channel, from the firehose stage built as `run`
+    builds it (nothing started)."""
     pc = config.pipeline(name)
     if "firehose" not in pc.stages:
         raise ConfigError(f"pipelines.{name}", "has no firehose stage")
     try:
-        pipeline = build_pipeline(
-            name, pc.stages, pc.stage_options, StageContext(name, redis=redis), pc.preset
-        )
+        pipeline = build_pipeline(name, pc.stages, pc.stage_options, StageContext(name), pc.preset)
     except ConfigError as exc:
         raise exc.under(f"pipelines.{name}") from None
-    return pipeline
+    try:
+        stage = pipeline.stage("firehose")
+        return {customer: stage.channel(customer) for customer in stage.customers}
+    finally:
+        pipeline.close()
 
 
 def cmd_url(args, config) -> int:
-    pipeline = firehose_stage(config, args.pipeline)
-    try:
-        stage = pipeline.stage("firehose")
-        customers = list(stage.customers)
-        channel = stage.channel(args.customer)
-    finally:
-        pipeline.close()
+    customers = firehose_customers(config, args.pipeline)
     if args.customer not in customers:
         print(
             f"realtime-glue: {args.customer!r} is not a customer of pipelines.{args.pipeline}"
@@ -71,7 +68,7 @@ def cmd_url(args, config) -> int:
         return 1
     keys = subscribe_keys(config)
     try:
-        signed = sign(keys, channel, args.ttl, args.transport)
+        signed = sign(keys, customers[args.customer], args.ttl, args.transport)
     except SigningError as exc:
         print(f"realtime-glue: cannot sign: {exc}", file=sys.stderr)
         return 1
@@ -84,12 +81,7 @@ def cmd_status(args, config) -> int:
     redis = connect_redis(config)
     rows = []
     for name in names:
-        pipeline = firehose_stage(config, name)
-        try:
-            stage = pipeline.stage("firehose")
-            customers = {customer: stage.channel(customer) for customer in stage.customers}
-        finally:
-            pipeline.close()
+        customers = firehose_customers(config, name)
         ledger = FirehoseLedger(redis, name)
         delivered = ledger.delivered()
         closing = ledger.customers()
