@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.push_node import MODULES, NGINX, PushNode, missing_module, render_config
+from support.push_node import MODULES, NGINX, NJS_DIR, PushNode, missing_module, render_config, render_key_set
 
 
 def check_defaults(flavour: str) -> None:
@@ -20,6 +20,9 @@ def check_defaults(flavour: str) -> None:
         prefix = Path(tmp)
         (prefix / "tmp").mkdir()
         config = prefix / "nginx.conf"
+        # The files the role installs beside the config: the njs check and the key set.
+        keys = prefix / "subscribe-keys.json"
+        keys.write_text(render_key_set())
         config.write_text(
             render_config(
                 {
@@ -29,6 +32,8 @@ def check_defaults(flavour: str) -> None:
                     "push_stream_pid_path": str(prefix / "nginx.pid"),
                     "push_stream_error_log": str(prefix / "error.log"),
                     "push_stream_temp_path": str(prefix / "tmp"),
+                    "push_stream_njs_dir": str(NJS_DIR),
+                    "push_stream_subscribe_keys_path": str(keys),
                 }
             )
         )
