@@ -97,12 +97,15 @@ package-test: repo
 # their own network namespaces, 250,000 subscribers (BENCH_SUBSCRIBERS), what
 # 1,000,000 need, bandwidth at 128 B / 1 KB / 4 KB (bench/node_capacity.py);
 # the chart bench/results/node-capacity.png (Debian's python3 + matplotlib).
+# Signed subscribe URLs: a node's subscribe rate and CPU per subscribe with the
+# njs check on vs off in the same run (bench/subscribe_auth_bench.py).
 # The node benches take /tmp/rg-bench.lock: two at once would measure each other.
 bench: deps push-stream-module
 	$(PY) bench/glue_bench.py
 	$(PY) bench/webpush_bench.py
 	flock /tmp/rg-bench.lock $(PY) bench/node_settings.py
 	flock /tmp/rg-bench.lock $(PY) bench/node_capacity.py
+	flock /tmp/rg-bench.lock $(PY) bench/subscribe_auth_bench.py
 	/usr/bin/python3 bench/node_charts.py
 
 ## --- lint-nginx -------------------------------------------------------------
