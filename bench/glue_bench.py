@@ -145,7 +145,7 @@ class Bench:
     # --- (1) throughput ---------------------------------------------------------------
 
     def wrk(self) -> dict:
-        url = f"{self.node.base_url}/pub?id=bench"
+        url = f"{self.node.cluster_url}/pub?id=bench"
         done = subprocess.run(
             ["wrk", "-t1", "-c16", f"-d{WRK_SECONDS}s", "-s", str(BENCH / "wrk_post.lua"), url],
             capture_output=True,
@@ -170,7 +170,7 @@ class Bench:
                 str(BENCH / "seed_loop.py"),
                 self.redis.url,
                 "seed",
-                self.node.base_url,
+                self.node.cluster_url,
                 str(jobs),
                 str(SEED_SECONDS),
             ],
@@ -183,7 +183,7 @@ class Bench:
 
     def glue_throughput(self) -> dict:
         preload(JobFeed(self.client, "throughput"), THROUGHPUT_JOBS, "bench")
-        glue = self.glue("throughput", self.node.base_url, CONCURRENCY)
+        glue = self.glue("throughput", self.node.cluster_url, CONCURRENCY)
         glue.start()
         started, first = time.monotonic(), finishes(self.client, "throughput")
         cpu_glue, cpu_redis = cpu_seconds(glue.process.pid), cpu_seconds(self.redis.process.pid)
@@ -221,7 +221,7 @@ class Bench:
         channel = "latency" if via_glue else "latency-raw"
         glue = None
         if via_glue:
-            glue = self.glue("latency", self.node.base_url, CONCURRENCY)
+            glue = self.glue("latency", self.node.cluster_url, CONCURRENCY)
             glue.start()
             self._warm_up(glue)
         out = self.workdir / f"{channel}.json"
@@ -239,7 +239,7 @@ class Bench:
             feed = JobFeed(self.client, "latency")
             send = lambda n: feed.put(payload(n, channel, sent=time.time()))  # noqa: E731
         else:
-            conn = http.client.HTTPConnection(self.node.host, self.node.port, timeout=10)
+            conn = http.client.HTTPConnection(self.node.host, self.node.cluster_port, timeout=10)
             send = lambda n: self._post(conn, channel, n)  # noqa: E731
         started = time.monotonic()
         cpu = cpu_seconds(glue.process.pid) if glue is not None else 0.0

@@ -48,7 +48,7 @@ def test_subscribers_fail_over_and_the_stopped_node_catches_up(cluster, push_nod
 
         # Back: the glue drains what it held for the node, in order, into its store.
         first.host_entry.run("systemctl start nginx.service")
-        label = f"{first.host}:{first.port}"
+        label = f"{first.host}:{first.cluster_port}"
         wait_until(lambda: cluster.glue_status()["backlog"].get(label) == 0, 60, what="backlog drained")
         held = ids[stopped_at + 1]
         with first.events(channel, last_event_id=held, timeout=30) as replay:

@@ -14,9 +14,11 @@ def status_from(host, url: str, method: str = "GET") -> int:
 def test_only_the_glue_node_may_publish(cluster, push_nodes, channel):
     others = [host for host in cluster.push_hosts]
     for node in push_nodes:
-        pub = f"{node.base_url}/pub?id={channel}"
+        pub = f"{node.cluster_url}/pub?id={channel}"
         # From this machine (the docker bridge's gateway): outside the allowed networks.
         assert node.publish(channel, "from outside") == 403
+        # The public listener has no publisher at all.
+        assert node.request("POST", f"/pub?id={channel}", "public")[0] == 404
         # From the glue node: allowed.
         assert status_from(cluster.glue, pub, "POST") in (200, 201, 202)
         # From the other push node: a host of the cluster, but not a publisher.
@@ -26,10 +28,11 @@ def test_only_the_glue_node_may_publish(cluster, push_nodes, channel):
 
 def test_channel_statistics_are_restricted_like_the_publisher(cluster, push_nodes):
     for node in push_nodes:
-        assert node.request("GET", "/channels-stats")[0] == 403
-        assert status_from(cluster.glue, f"{node.base_url}/channels-stats") == 200
+        assert node.request("GET", "/channels-stats", listener="cluster")[0] == 403
+        assert node.request("GET", "/channels-stats")[0] == 404
+        assert status_from(cluster.glue, f"{node.cluster_url}/channels-stats") == 200
         other = next(host for host in cluster.push_hosts if host.address != node.host)
-        assert status_from(other, f"{node.base_url}/channels-stats") == 403
+        assert status_from(other, f"{node.cluster_url}/channels-stats") == 403
 
 
 def test_redis_refuses_clients_without_the_password(cluster):

@@ -130,7 +130,7 @@ preset = "firehose"
 customers = {json.dumps(customers)}
 """
         extra = f'[subscribe]\nkeys_file = "{keys_path}"\n'
-        return write_config(workdir, redis_server.url, [n.base_url for n in nodes], pipelines, extra)
+        return write_config(workdir, redis_server.url, [n.cluster_url for n in nodes], pipelines, extra)
 
     config = configure(["acme", "globex"])
     bed = {
@@ -231,7 +231,7 @@ def test_a_revoked_customer_is_cut_off_and_the_other_carries_on(firehose):
     wait_until(lambda: globex.streams_ended >= 1, 30, what="globex's stream ended")
     log = firehose["firehose"].log()
     for node in nodes:
-        label = f"{node.host}:{node.port}"
+        label = f"{node.host}:{node.cluster_port}"
         assert (
             f"customer globex was removed: channel firehose-globex closed, its streams ended on {label}"
             in log

@@ -70,7 +70,7 @@ def comment(n: int, channel: str = "faults") -> str:
 
 def test_kill_9_twenty_times_while_publishing_10000_jobs_loses_none(workdir, redis_server, push_node):
     # Each kill counts as a failure of the jobs in flight; allow enough that none is stalled.
-    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml(), extra="")
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipeline_toml(), extra="")
     config.write_text(config.read_text().replace("max_failures = 5", "max_failures = 100"))
     feed = JobFeed(redis_server.client(), "comments")
     collector = Collector(push_node, "faults")
@@ -108,7 +108,7 @@ def test_kill_9_twenty_times_while_publishing_10000_jobs_loses_none(workdir, red
 
 
 def test_a_hung_push_node_for_10s_backlogs_then_delivers_everything(workdir, redis_server, push_node):
-    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipeline_toml())
     glue = GlueProcess(config, "comments").start()
     feed = JobFeed(redis_server.client(), "comments")
     collector = Collector(push_node, "faults")
@@ -126,7 +126,7 @@ def test_a_hung_push_node_for_10s_backlogs_then_delivers_everything(workdir, red
         # Every job finished: its message is held in the node's backlog, in Redis.
         wait_until(lambda: feed_counts(redis_server.client(), "comments")["finishes"] == 300, 30)
         status = json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]
-        held = status["backlog"][f"127.0.0.1:{push_node.port}"]
+        held = status["backlog"][f"127.0.0.1:{push_node.cluster_port}"]
         print(f"held in the backlog while the node hung: {held}")
         assert held > 0
         for pid in [push_node.pid, *_worker_pids(push_node.pid)]:
@@ -136,7 +136,7 @@ def test_a_hung_push_node_for_10s_backlogs_then_delivers_everything(workdir, red
         wait_until(
             lambda: (
                 json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]["backlog"]
-                == {f"127.0.0.1:{push_node.port}": 0}
+                == {f"127.0.0.1:{push_node.cluster_port}": 0}
             ),
             30,
             what="empty backlog",
@@ -147,10 +147,10 @@ def test_a_hung_push_node_for_10s_backlogs_then_delivers_everything(workdir, red
 
 
 def test_a_stopped_push_node_gets_its_backlog_when_it_returns(workdir, redis_server, push_node):
-    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipeline_toml())
     glue = GlueProcess(config, "comments").start()
     feed = JobFeed(redis_server.client(), "comments")
-    node_label = f"127.0.0.1:{push_node.port}"
+    node_label = f"127.0.0.1:{push_node.cluster_port}"
 
     def backlog_depth():
         return json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]["backlog"][node_label]
@@ -169,7 +169,7 @@ def test_a_stopped_push_node_gets_its_backlog_when_it_returns(workdir, redis_ser
 
 
 def test_redis_restart_with_aof_the_glue_reconnects_and_carries_on(workdir, redis_aof, push_node):
-    config = write_config(workdir, redis_aof.url, [push_node.base_url], pipeline_toml())
+    config = write_config(workdir, redis_aof.url, [push_node.cluster_url], pipeline_toml())
     glue = GlueProcess(config, "comments").start()
     collector = Collector(push_node, "faults")
     push_node.wait_for_subscribers("faults")
@@ -184,7 +184,7 @@ def test_redis_restart_with_aof_the_glue_reconnects_and_carries_on(workdir, redi
         assert collector.unique() == set(first + second)
         assert glue.alive()
         # The node's backlog drainer (idle in Redis while Redis went away) still works.
-        node_label = f"127.0.0.1:{push_node.port}"
+        node_label = f"127.0.0.1:{push_node.cluster_port}"
 
         def backlog_depth():
             return json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]["backlog"][node_label]
@@ -213,9 +213,11 @@ def _worker_pids(master_pid: int) -> list[int]:
 
 def _stored_messages(node, channel: str) -> int:
     if node.flavour == "push_stream":
-        _, _, body = node.request("GET", f"/channels-stats?id={channel}")
+        _, _, body = node.request("GET", f"/channels-stats?id={channel}", listener="cluster")
         return int(json.loads(body)["published_messages"])
-    _, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
+    _, _, body = node.request(
+        "GET", f"/pub?id={channel}", headers={"Accept": "application/json"}, listener="cluster"
+    )
     return int(json.loads(body)["messages"])
 
 

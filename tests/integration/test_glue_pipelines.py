@@ -24,7 +24,7 @@ def comment(channel="news", **data):
 
 
 def run_glue(workdir, redis_server, nodes, pipelines, name="comments", extra=""):
-    config = write_config(workdir, redis_server.url, [n.base_url for n in nodes], pipelines, extra)
+    config = write_config(workdir, redis_server.url, [n.cluster_url for n in nodes], pipelines, extra)
     return GlueProcess(config, name).start()
 
 
@@ -124,7 +124,7 @@ def test_a_key_file_others_can_read_is_refused_naming_the_key(workdir, redis_ser
     pipelines = (
         f'[pipelines.comments]\npreset = "json-secure-http"\nencrypt = {{ key_file = "{key_file}" }}\n'
     )
-    config = write_config(workdir, redis_server.url, [push_node.base_url], pipelines)
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipelines)
     result = GlueProcess(config, "comments").cli("check-config")
     assert result.returncode == 78  # EX_CONFIG
     assert "pipelines.comments.encrypt.key_file" in result.stderr
@@ -163,7 +163,7 @@ feed = "comments.shadow"
 preset = "json-anon-file"
 file = {{ path = "{out}" }}
 """
-    config = write_config(workdir, redis_server.url, [push_node.base_url], pipelines)
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipelines)
     live = GlueProcess(config, "comments").start()
     shadow = GlueProcess(config, "shadow").start()
     try:
@@ -204,7 +204,10 @@ def test_metrics_count_processed_and_stalled_jobs(workdir, redis_server, push_no
 
     port = free_port()
     config = write_config(
-        workdir, redis_server.url, [push_node.base_url], '[pipelines.comments]\npreset = "json-anon-http"\n'
+        workdir,
+        redis_server.url,
+        [push_node.cluster_url],
+        '[pipelines.comments]\npreset = "json-anon-http"\n',
     )
     config.write_text(config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{port}"'))
     glue = GlueProcess(config, "comments").start()
@@ -280,7 +283,7 @@ feed = "comments"
 preset = "json-anon-file"
 file = {{ path = "{out}" }}
 """
-    config = write_config(workdir, redis_server.url, [push_node.base_url], pipelines)
+    config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipelines)
     old = GlueProcess(config, "old").start()
     new = GlueProcess(config, "new").start()
     try:

@@ -49,7 +49,7 @@ def live_node():
 def glue(redis_server, live_node):
     workdir = Path(tempfile.mkdtemp(prefix="glue-live-page-"))
     pipelines = '[pipelines.comments]\npreset = "json-anon-http"\n'
-    config = write_config(workdir, redis_server.url, [live_node.base_url], pipelines)
+    config = write_config(workdir, redis_server.url, [live_node.cluster_url], pipelines)
     process = GlueProcess(config, "comments")
     process.start()
     yield process

@@ -69,9 +69,16 @@ def test_subscriber_recovers_on_another_node_after_failover(node, channel):
 def test_publisher_from_disallowed_network_is_refused(node, channel):
     # The default publisher networks are 127.0.0.1/32 and ::1: 127.0.0.2 is outside.
     assert node.publish(channel, "not allowed", source="127.0.0.2") == 403
-    assert node.request("GET", "/channels-stats", source="127.0.0.2")[0] == 403
+    assert node.request("GET", "/channels-stats", source="127.0.0.2", listener="cluster")[0] == 403
     assert node.publish(channel, "allowed", source="127.0.0.1") in STORED
-    assert node.request("GET", "/channels-stats", source="127.0.0.1")[0] == 200
+    assert node.request("GET", "/channels-stats", source="127.0.0.1", listener="cluster")[0] == 200
+
+
+def test_publisher_and_statistics_are_not_on_the_public_listener(node, channel):
+    # Only the cluster listener has them: on the public one even an allowed
+    # network finds nothing there.
+    assert node.request("POST", f"/pub?id={channel}", "public", source="127.0.0.1")[0] == 404
+    assert node.request("GET", "/channels-stats", source="127.0.0.1")[0] == 404
 
 
 def test_publisher_networks_come_from_the_configuration(channel):

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from push_node import Background, PushNode
+from push_node import Background, PushNode, ServerTLS
+from tls import TestCA
 
 from realtime_glue.signing import KeySet, SignedSubscription, SubscribeKey, sign
 
@@ -289,3 +290,30 @@ def test_without_private_prefixes_nginx_loads_no_njs_and_every_channel_is_public
             node.wait_for_subscribers(private)
             node.publish(private, "public now", event_id="o-1")
             assert stream.next_event().data == "public now"
+
+
+# --- every public listener: HTTPS and plain HTTP ------------------------------------------------
+
+
+def test_every_public_listener_checks_the_signature(tmp_path, private):
+    """A node serving HTTPS that keeps subscribers on plain HTTP too: both listeners refuse a
+    missing or tampered signature on all four transports and open with a signed URL."""
+    ca = TestCA.create(tmp_path / "ca")
+    certificate = ca.issue(["localhost"], ips=["127.0.0.1"])
+    tls = ServerTLS(certificate.certificate_path, certificate.key_path, ca.certificate_path)
+    overrides = {**NODE_KEYS, "push_stream_plain_subscribers": True}
+    with PushNode(tls=tls, overrides=overrides) as node:
+        node.publish(private, "secret", event_id="s-1")
+        good = signed(private)
+        for listener in ("public", "plain"):
+            for transport in ("ev", "ws", "lp", "sub"):
+                for what, query in {"missing": "", "tampered": f"?{tampered(good.query)}"}.items():
+                    status, _, body = node.request(
+                        "GET", f"/{transport}/{private}{query}", timeout=5, listener=listener
+                    )
+                    assert (status, b"secret" in body) == (403, False), f"{listener} /{transport}/ {what}"
+        with node.events(target(good)) as stream:  # over HTTPS
+            node.wait_for_subscribers(private)
+            node.publish(private, "over https", event_id="s-2")
+            assert stream.next_event().data == "over https"
+        assert node.subscribers(private) == 0

@@ -30,27 +30,43 @@ vagrant ssh queue -c 'sudo sh -ec "
         /usr/bin/python3 /usr/local/bin/realtime-glue-demo-producer --demo
 "'
 
-# The addresses, from the inventory Vagrant generated (fixed addresses).
+# Names and addresses, from the inventory Vagrant generated (fixed addresses).
 mapfile -t push < <(ansible-inventory -i "$inventory" --list | python3 -c '
 import json, sys
 inv = json.load(sys.stdin)
 for host in sorted(inv["push"]["hosts"]):
-    print(inv["_meta"]["hostvars"][host]["ansible_host"])
+    variables = inv["_meta"]["hostvars"][host]
+    print(variables["ansible_host"], (variables.get("push_stream_tls_names") or [""])[0])
 ')
+acme=$(ansible-inventory -i "$inventory" --list | python3 -c '
+import json, sys
+inv = json.load(sys.stdin)
+print(inv["_meta"]["hostvars"][inv["acme_ca"]["hosts"][0]]["ansible_host"])
+')
+read -r address1 name1 <<<"${push[0]}"
+read -r address2 name2 <<<"${push[1]}"
 flavour=$(vagrant ssh push1 -c 'grep -q push_stream_module /etc/nginx/nginx.conf && echo push_stream || echo nchan' 2>/dev/null | tr -d '\r')
+# pebble's root as of now (it makes a new one whenever it restarts).
+curl -sSf --cacert build/cluster/acme-server-ca.pem "https://$acme:15000/roots/0" -o build/cluster/acme-root.pem
 
 cat <<INFO
 
 realtime-glue cluster is up (push node flavour: $flavour).
 
-  Live page:  http://${push[0]}/?channel=demo&channels=news,sports,weather
-              (or on the other push node: http://${push[1]}/?channel=demo ; add &transport=ws for WebSocket)
+  Live page:  https://$name1/?channel=demo&channels=news,sports,weather
+              (or on the other push node: https://$name2/?channel=demo ; add &transport=ws for WebSocket)
+              $name1 is $address1 and $name2 is $address2: names only the test CA's DNS
+              knows, with certificates from the test ACME CA (pebble, on $acme). To open
+              the page here, trust its root and map the names:
+    certutil -d sql:\$HOME/.pki/nssdb -A -t C,, -n realtime-glue-test-ca -i build/cluster/acme-root.pem
+    chromium --host-resolver-rules="MAP $name1 $address1, MAP $name2 $address2" "https://$name1/?channel=demo"
   Producer:   realtime-glue-demo.service on the glue node puts a comment a second on "demo",
               a few more on news, sports, weather.
 
   Publish a message (through Redis and the glue to every push node):
     vagrant ssh queue -c "sudo -u realtime-glue realtime-glue enqueue demo '{\"channel\":\"demo\",\"event\":\"comment\",\"data\":{\"text\":\"hello\"}}'"
-  Watch a channel from here:  curl -N -H 'Accept: text/event-stream' http://${push[0]}/ev/demo
+  Watch a channel from here:
+    curl -N --cacert build/cluster/acme-root.pem --resolve $name1:443:$address1 -H 'Accept: text/event-stream' https://$name1/ev/demo
   Queue status:               vagrant ssh queue -c 'sudo -u realtime-glue realtime-glue status'
   Tests against it:           make cluster-test
   Remove it all:              make down

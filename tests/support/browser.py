@@ -11,6 +11,11 @@ screenshot. No WebDriver in between.
     browser.screenshot(Path("page.png"))
     browser.stop()
 
+HTTPS with a test CA: `Chromium(trust=[ca.pem])` puts the CA into an NSS
+database in the browser's own home (chromium on Linux reads `$HOME/.pki/nssdb`,
+as it would a CA an administrator installed), and `hosts={"push1.example":
+"172.30.210.21"}` resolves names without DNS. Certificate errors stay errors.
+
 Plain module, no pytest dependency: tests import it and wrap it in fixtures.
 """
 
@@ -49,10 +54,15 @@ FLAGS = [
 ]
 
 
-def missing() -> str | None:
+CERTUTIL = shutil.which("certutil") or "/usr/bin/certutil"
+
+
+def missing(https: bool = False) -> str | None:
     """Why a browser test cannot run here, or None when it can."""
     if not os.path.exists(CHROMIUM):
         return "chromium is not installed (apt package `chromium`, see tests/setup/apt-packages.txt)"
+    if https and not os.path.exists(CERTUTIL):
+        return "certutil is not installed (apt package `libnss3-tools`): chromium cannot trust the test CA"
     try:
         import websocket  # noqa: F401
     except ImportError:
@@ -67,10 +77,19 @@ class BrowserError(RuntimeError):
 class Chromium:
     """One headless chromium with one page, viewport `width` x `height`."""
 
-    def __init__(self, width: int = 1280, height: int = 800):
+    def __init__(
+        self,
+        width: int = 1280,
+        height: int = 800,
+        trust: list[Path] = (),
+        hosts: dict[str, str] | None = None,
+    ):
         self.width = width
         self.height = height
+        self.trust = list(trust)
+        self.hosts = hosts or {}
         self.profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
+        self.home = self.profile / "home"
         self.log_path = self.profile / "chromium.log"
         self.exceptions: list[str] = []  # uncaught page errors, as the console shows them
         self.events: deque[dict] = deque(maxlen=1000)  # the latest DevTools events, oldest first
@@ -82,16 +101,20 @@ class Chromium:
         import websocket
 
         self._log = open(self.log_path, "ab")
+        self._trust_test_cas()
+        resolve = [f"--host-resolver-rules={', '.join(f'MAP {n} {a}' for n, a in self.hosts.items())}"]
         self._process = subprocess.Popen(
             [
                 CHROMIUM,
                 *FLAGS,
+                *(resolve if self.hosts else []),
                 f"--user-data-dir={self.profile}",
                 f"--window-size={self.width},{self.height}",
                 "about:blank",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "HOME": str(self.home)},
             start_new_session=True,  # its renderer and helper processes go with it on stop()
         )
         port = self._devtools_port(timeout)
@@ -111,6 +134,30 @@ class Chromium:
             mobile=False,
         )
         return self
+
+    def _trust_test_cas(self) -> None:
+        """An NSS database in the browser's home that trusts `trust` for servers."""
+        database = self.home / ".pki" / "nssdb"
+        database.mkdir(parents=True, exist_ok=True)
+        if not self.trust:
+            return
+        subprocess.run([CERTUTIL, "-N", "-d", f"sql:{database}", "--empty-password"], check=True)
+        for number, ca in enumerate(self.trust):
+            subprocess.run(
+                [
+                    CERTUTIL,
+                    "-A",
+                    "-d",
+                    f"sql:{database}",
+                    "-n",
+                    f"test-ca-{number}",
+                    "-t",
+                    "C,,",
+                    "-i",
+                    str(ca),
+                ],
+                check=True,
+            )
 
     def _devtools_port(self, timeout: float) -> int:
         active = self.profile / "DevToolsActivePort"

@@ -9,11 +9,11 @@ Nothing here depends on the provider: every host is reached at its ansible_host.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shlex
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.push_node import EventStream, PushNode
+from support.push_node import EventStream, PushNode, ServerTLS
 
 REPO = Path(__file__).resolve().parents[2]
 VAGRANT_INVENTORY = REPO / ".vagrant" / "provisioners" / "ansible" / "inventory" / "vagrant_ansible_inventory"
@@ -56,6 +56,7 @@ class Host:
     user: str
     key: str | None
     groups: list[str] = field(default_factory=list)
+    variables: dict = field(default_factory=dict)  # its inventory variables
 
     def ssh_command(self, command: str, shared: bool = True) -> list[str]:
         key = ["-i", self.key] if self.key else []
@@ -107,6 +108,7 @@ class Cluster:
                 port=int(variables.get("ansible_port", 22)),
                 user=variables.get("ansible_user", "root"),
                 key=variables.get("ansible_ssh_private_key_file"),
+                variables=variables,
             )
         for group, content in listed.items():
             for name in content.get("hosts", []) if isinstance(content, dict) else []:
@@ -129,8 +131,36 @@ class Cluster:
         return "push_stream" if "ngx_http_push_stream_module" in conf else "nchan"
 
     def push_nodes(self) -> list[RemotePushNode]:
+        """The push nodes; over HTTPS (by their first name, trusting the CA
+        that issued their certificates) when the inventory gives them TLS."""
         flavour = self.flavour()
-        return [RemotePushNode(host, flavour) for host in self.push_hosts]
+        nodes = []
+        for host in self.push_hosts:
+            mode = host.variables.get("push_stream_tls_mode", "none")
+            tls = None
+            if mode != "none":
+                trust = (
+                    self.acme_root() if mode == "acme" else Path(host.variables["push_stream_tls_trust_file"])
+                )
+                tls = ServerTLS(None, None, trust, host.variables["push_stream_tls_names"][0])
+            nodes.append(RemotePushNode(host, flavour, tls=tls))
+        return nodes
+
+    def acme_root(self) -> Path:
+        """The root certificate the test ACME CA (pebble) issues from now, fetched
+        from its management API (a new one each time pebble starts), saved as
+        build/cluster/acme-root.pem."""
+        ca = self.group("acme_ca")[0]
+        api_ca = self.push_hosts[0].variables["push_stream_tls_acme_ca_bundle"]
+        context = ssl.create_default_context(cafile=api_ca)
+        with urllib.request.urlopen(
+            f"https://{ca.address}:15000/roots/0", context=context, timeout=10
+        ) as answer:
+            pem = answer.read()
+        path = REPO / "build" / "cluster" / "acme-root.pem"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pem)
+        return path
 
     def enqueue(self, payload: str, pipeline: str = "demo") -> str:
         """`realtime-glue enqueue` on the glue node; returns the job id."""
@@ -146,23 +176,44 @@ class Cluster:
 
 
 class RemotePushNode(PushNode):
-    """The HTTP side of a push node of the cluster (port 80 of its address);
-    the tests' protocol clients (events, websocket, publish) work on it as on a
-    local node. Its nginx is not ours: `host` runs commands on it."""
+    """The HTTP side of a push node of the cluster: its public listener (HTTPS on
+    443 by its name when `tls`, else port 80 of its address), its plain listener
+    (80) and its cluster listener (8080, which answers only the glue node's
+    network); the tests' protocol clients (events, websocket, publish) work on it
+    as on a local node. Its nginx is not ours: `host` runs commands on it."""
 
-    def __init__(self, host: Host, flavour: str, port: int = 80):
+    def __init__(
+        self,
+        host: Host,
+        flavour: str,
+        port: int = 80,
+        cluster_port: int = 8080,
+        tls: ServerTLS | None = None,
+        tls_port: int = 443,
+    ):
         self.host_entry = host
         self.name = host.name
         self.flavour = flavour
         self.host = host.address
         self.port = port
+        self.cluster_port = cluster_port
+        self.tls = tls
+        self.tls_port = tls_port if tls else None
 
-    def healthy(self, timeout: float = 1) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/health", timeout=timeout) as response:
-                return response.status == 200
-        except (OSError, http.client.HTTPException):  # refused, reset, cut short by a restart
-            return False
+    def subscribers(self, channel: str) -> int:
+        """Subscribers connected to `channel` now, asked on the node itself: the
+        statistics answer only the cluster's publisher networks (and loopback)."""
+        url = f"http://127.0.0.1:{self.cluster_port}"
+        if self.flavour == "push_stream":
+            command = f"curl -s -w '\\n%{{http_code}}' '{url}/channels-stats?id={channel}'"
+        else:  # nchan: a GET on the publisher location describes the channel
+            command = f"curl -s -w '\\n%{{http_code}}' -H 'Accept: application/json' '{url}/pub?id={channel}'"
+        body, _, status = self.host_entry.run(command).stdout.rpartition("\n")
+        if status == "404":
+            return 0
+        if status != "200":
+            raise RuntimeError(f"{self.name}: channel stats for {channel}: HTTP {status} {body!r}")
+        return int(json.loads(body)["subscribers"])
 
 
 class Producer:
@@ -211,7 +262,9 @@ class FailoverSubscriber:
     /health for `settle` seconds, so subscribers return to a restarted node.
 
     Without `shared_ids` (nchan: every node numbers its messages itself), the
-    Last-Event-ID goes only to the node that issued it.
+    Last-Event-ID goes only to the node that issued it. `reconnect_delay`: the
+    pause before reconnecting after a stream ended (a browser's EventSource
+    waits 3 s; 0 reconnects at once).
 
     `received` lists the job ids (from the message bodies) in arrival order;
     `switches` lists the reconnections to another node."""
@@ -224,8 +277,10 @@ class FailoverSubscriber:
         return_home: bool = False,
         settle: float = 2.0,
         shared_ids: bool = True,
+        reconnect_delay: float = 0.0,
     ):
         self.nodes = nodes
+        self.reconnect_delay = reconnect_delay
         self.channel = channel
         self.home = home
         self.current = home
@@ -277,6 +332,7 @@ class FailoverSubscriber:
                 return
             if not self._going_home:
                 self._move()
+                self._stopping.wait(self.reconnect_delay)
             self._going_home = False
 
     def _move(self) -> None:

@@ -12,6 +12,11 @@ request.
     node.publish("chat", "hello", event_id="42")
     node.stop()
 
+Like a deployed node it has a public listener (`base_url`: the page and the
+subscribers) and a cluster listener (`cluster_url`: /pub and /channels-stats, what
+the glue is given). With `tls=ServerTLS(...)` the public listener is HTTPS with
+HTTP/2 (`base_url` https://NAME:PORT) and the plain one (`plain_url`) redirects.
+
 Plain module, no pytest dependency: tests import it and wrap it in fixtures.
 """
 
@@ -22,9 +27,11 @@ import http.client
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -77,11 +84,44 @@ def _comment(text: str) -> str:
     return "#\n" + "".join(f"# {line}\n" for line in text.splitlines()) + "#"
 
 
+def _bool(value) -> bool:
+    """Ansible's `bool` filter."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("yes", "on", "1", "true", "y", "t")
+    return bool(value)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def _version(value: str, other: str, operator: str = "==") -> bool:
+    """Ansible's `version` test, for dotted numeric versions."""
+    left, right = _version_key(value), _version_key(other)
+    return {
+        "<": left < right,
+        "<=": left <= right,
+        "==": left == right,
+        "!=": left != right,
+        ">=": left >= right,
+        ">": left > right,
+    }[operator]
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
     env.filters["comment"] = _comment
     env.filters["to_json"] = json.dumps
+    env.filters["bool"] = _bool
+    env.tests["version"] = _version
     return env
+
+
+def installed_nginx_version() -> str:
+    """`nginx -v` of this machine's nginx, e.g. "1.22.1" (as the role reads it)."""
+    done = subprocess.run([NGINX, "-v"], capture_output=True, text=True)
+    match = re.search(r"nginx/(\S+)", done.stderr + done.stdout)
+    return match.group(1) if match else ""
 
 
 def role_variables(overrides: dict | None = None, template: Path = TEMPLATE) -> dict:
@@ -99,6 +139,8 @@ def role_variables(overrides: dict | None = None, template: Path = TEMPLATE) -> 
             if isinstance(value, str) and "{" in value:
                 names = jinja2.meta.find_undeclared_variables(env.parse(value))
                 value = env.from_string(value).render({n: resolve(n) for n in names if n in raw})
+                # Ansible turns rendered booleans back into booleans.
+                value = {"True": True, "False": False}.get(value.strip(), value)
             resolved[name] = value
         return resolved[name]
 
@@ -117,14 +159,37 @@ def render_key_set(overrides: dict | None = None) -> str:
     return _environment().from_string(KEY_SET_TEMPLATE.read_text()).render(variables)
 
 
-def local_overrides(directory: Path, flavour: str, port: int, host: str = "127.0.0.1") -> dict:
-    """Settings that let nginx run from `directory` on a loopback port, unprivileged
+@dataclass
+class ServerTLS:
+    """What a test node serves over HTTPS: its certificate (full chain) and key,
+    the CA certificate clients trust, and the name clients ask for."""
+
+    certificate_path: Path
+    key_path: Path
+    trust_path: Path
+    name: str = "localhost"
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.trust_path))
+
+
+def local_overrides(
+    directory: Path,
+    flavour: str,
+    port: int,
+    host: str = "127.0.0.1",
+    cluster_port: int | None = None,
+    tls: ServerTLS | None = None,
+    tls_port: int | None = None,
+) -> dict:
+    """Settings that let nginx run from `directory` on loopback ports, unprivileged
     paths only, small enough for this machine's open-files limit."""
     running_as = pwd.getpwuid(os.geteuid()).pw_name
-    return {
+    overrides = {
         "push_stream_flavour": flavour,
         "push_stream_module_path": str(MODULES["push_stream"]),
         "push_stream_nchan_module_path": str(MODULES["nchan"]),
+        "push_stream_nginx_version": installed_nginx_version(),
         # Workers run as whoever runs the tests (as root: root, so the temp
         # directory stays readable; unprivileged: nginx cannot switch users anyway).
         "push_stream_user": running_as if os.geteuid() == 0 else "",
@@ -137,14 +202,32 @@ def local_overrides(directory: Path, flavour: str, port: int, host: str = "127.0
         "push_stream_temp_path": str(directory / "tmp"),
         "push_stream_docroot": str(directory / "www"),
         "push_stream_listen": [f"{host}:{port}"],
+        "push_stream_cluster_listen": [f"{host}:{cluster_port or free_port(host)}"],
         "push_stream_listen_backlog": 511,
         "push_stream_shared_memory_size": "32m",
         "push_stream_ping_interval": 10,
+        "push_stream_tls_mode": "none",
         "push_stream_subscribe_keys_path": str(directory / "subscribe-keys.json"),
         "push_stream_njs_dir": str(NJS_DIR),
         "push_stream_subscribe_auth_listen": f"127.0.0.1:{free_port('127.0.0.1')}",
         "push_stream_js_module_path": str(JS_MODULE),
     }
+    if tls:
+        overrides.update(
+            {
+                "push_stream_tls_mode": "files",
+                "push_stream_tls_serving": True,
+                "push_stream_tls_listen": [f"{host}:{tls_port or free_port(host)}"],
+                "push_stream_tls_certificate_path": str(tls.certificate_path),
+                "push_stream_tls_key_path": str(tls.key_path),
+                "push_stream_tls_session_cache_size": "4m",
+            }
+        )
+    return overrides
+
+
+def _port(listen: list[str]) -> int:
+    return int(str(listen[0]).split()[0].rsplit(":", 1)[-1])
 
 
 # --- the node ------------------------------------------------------------------
@@ -159,6 +242,7 @@ class PushNode:
         overrides: dict | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
+        tls: ServerTLS | None = None,
     ):
         self.flavour = flavour or default_flavour()
         if why := missing_module(self.flavour):
@@ -167,15 +251,36 @@ class PushNode:
             raise RuntimeError(f"{JS_MODULE} is missing: install libnginx-mod-http-js (`make deps`)")
         self.host = host
         self.port = port or free_port(host)
+        self.name = f"{host}:{self.port}"
+        self.tls = tls
         self.directory = Path(tempfile.mkdtemp(prefix=f"push-node-{self.flavour}-"))
-        self.overrides = {**local_overrides(self.directory, self.flavour, self.port, host)}
+        self.overrides = {**local_overrides(self.directory, self.flavour, self.port, host, tls=tls)}
         self.overrides.update(overrides or {})
+        self.cluster_port = _port(self.overrides["push_stream_cluster_listen"])
+        self.tls_port = _port(self.overrides["push_stream_tls_listen"]) if tls else None
         self.config_path = self.directory / "nginx.conf"
         self._process: subprocess.Popen | None = None
 
     @property
     def base_url(self) -> str:
+        """The public listener: the page and the subscribers (HTTPS when `tls`)."""
+        if self.tls:
+            return f"https://{self.tls.name}:{self.tls_port}"
+        return self.plain_url
+
+    @property
+    def plain_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def cluster_url(self) -> str:
+        """The cluster listener: what the glue publishes to (POST /pub), and the statistics."""
+        return f"http://{self.host}:{self.cluster_port}"
+
+    @property
+    def access_log(self) -> str:
+        path = self.directory / "access.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     @property
     def pid(self) -> int | None:
@@ -222,7 +327,7 @@ class PushNode:
             if self._process.poll() is not None:
                 raise RuntimeError(f"nginx exited: {self._process.stderr.read().decode()}")
             try:
-                if self.request("GET", "/health", timeout=1)[0] == 200:
+                if self.request("GET", "/health", timeout=1, listener="cluster")[0] == 200:
                     return self
             except OSError:
                 time.sleep(0.05)
@@ -246,10 +351,42 @@ class PushNode:
         self.stop()
         return self.start()
 
-    def reload(self) -> None:
-        """Re-read the (re-rendered) config without dropping the master (SIGHUP)."""
+    def reload(self, timeout: float = 20) -> list[int]:
+        """Re-read the (re-rendered) config and certificates without dropping the
+        master (SIGHUP, what `systemctl reload nginx` sends); returns the old
+        workers' ids once new workers run. The old ones finish their connections
+        gracefully meanwhile (`wait_for_old_workers`)."""
         self.check_config()
+        before = set(self.worker_pids())
         os.kill(self.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while not (set(self.worker_pids()) - before):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no new nginx workers after the reload:\n{self.error_log}")
+            time.sleep(0.05)
+        return sorted(before)
+
+    def wait_for_old_workers(self, old: list[int], timeout: float = 30) -> None:
+        """Until the workers from before a reload have exited (from then on only
+        the new config and certificate serve)."""
+        deadline = time.monotonic() + timeout
+        while set(old) & set(self.worker_pids()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"old nginx workers {old} still run:\n{self.error_log}")
+            time.sleep(0.05)
+
+    def worker_pids(self) -> list[int]:
+        """The master's children: its workers (and, after a reload, old ones shutting down)."""
+        if not self.pid:
+            return []
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+    def use_certificate(self, tls: ServerTLS) -> None:
+        """Serve another certificate after the next reload (a renewal, a swap)."""
+        self.tls = tls
+        self.overrides["push_stream_tls_certificate_path"] = str(tls.certificate_path)
+        self.overrides["push_stream_tls_key_path"] = str(tls.key_path)
 
     def cleanup(self) -> None:
         self.stop()
@@ -280,10 +417,12 @@ class PushNode:
         headers: dict | None = None,
         timeout: float = 10,
         source: str | None = None,
+        listener: str = "public",
     ) -> tuple[int, dict, bytes]:
-        """One request; returns (status, headers, body). `source` binds the client
-        to that local address (e.g. 127.0.0.2 to be a disallowed publisher)."""
-        conn = self._connection(timeout, source)
+        """One request; returns (status, headers, body). `listener`: "public" (HTTPS
+        when the node has TLS), "plain" or "cluster". `source` binds the client to
+        that local address (e.g. 127.0.0.2 to be a disallowed publisher)."""
+        conn = self._connection(timeout, source, listener)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
@@ -291,25 +430,38 @@ class PushNode:
         finally:
             conn.close()
 
-    def _connection(self, timeout: float, source: str | None) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(
-            self.host, self.port, timeout=timeout, source_address=(source, 0) if source else None
-        )
+    def _connection(
+        self, timeout: float, source: str | None, listener: str = "public"
+    ) -> http.client.HTTPConnection:
+        source_address = (source, 0) if source else None
+        if listener == "public" and self.tls:
+            return PinnedHTTPSConnection(
+                self.tls.name, self.tls_port, self.host, self.tls.client_context(), timeout, source_address
+            )
+        port = self.cluster_port if listener == "cluster" else self.port
+        return http.client.HTTPConnection(self.host, port, timeout=timeout, source_address=source_address)
+
+    def healthy(self, timeout: float = 1) -> bool:
+        """/health answers on the public listener (what a balancer would ask)."""
+        try:
+            return self.request("GET", "/health", timeout=timeout)[0] == 200
+        except (OSError, http.client.HTTPException):  # refused, reset, cut short by a restart
+            return False
 
     def publish(self, channel: str, text: str, event_id: str | None = None, source: str | None = None) -> int:
         """POST /pub?id=<channel>; returns the HTTP status (200/201/202 = stored)."""
         headers = {"Content-Type": "text/plain"}
         if event_id is not None:
             headers["Event-ID"] = event_id
-        return self.request("POST", f"/pub?id={channel}", text, headers, source=source)[0]
+        return self.request("POST", f"/pub?id={channel}", text, headers, source=source, listener="cluster")[0]
 
     def subscribers(self, channel: str) -> int:
         """Subscribers connected to `channel` now (0 for an unknown channel)."""
         if self.flavour == "push_stream":
-            status, _, body = self.request("GET", f"/channels-stats?id={channel}")
+            status, _, body = self.request("GET", f"/channels-stats?id={channel}", listener="cluster")
         else:  # nchan: a GET on the publisher location describes the channel
             status, _, body = self.request(
-                "GET", f"/pub?id={channel}", headers={"Accept": "application/json"}
+                "GET", f"/pub?id={channel}", headers={"Accept": "application/json"}, listener="cluster"
             )
         if status == 404:
             return 0
@@ -354,6 +506,19 @@ class PushNode:
 
 
 # --- protocol clients (stdlib only) -------------------------------------------------
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to `address` for `name`: the name goes into SNI, the Host header and
+    the certificate check, the TCP connection to the address (no DNS needed)."""
+
+    def __init__(self, name, port, address, context, timeout, source_address=None):
+        super().__init__(name, port, timeout=timeout, source_address=source_address, context=context)
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout, self.source_address)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 @dataclass
@@ -423,11 +588,17 @@ class WebSocket:
     """A minimal WebSocket client that reads text frames: `receive()`."""
 
     def __init__(self, node: PushNode, channel: str, timeout: float):
-        self.sock = socket.create_connection((node.host, node.port), timeout=timeout)
+        if node.tls:
+            port, authority = node.tls_port, node.tls.name
+            plain = socket.create_connection((node.host, port), timeout=timeout)
+            self.sock = node.tls.client_context().wrap_socket(plain, server_hostname=authority)
+        else:
+            port, authority = node.port, node.host
+            self.sock = socket.create_connection((node.host, port), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             (
-                f"GET /ws/{channel} HTTP/1.1\r\nHost: {node.host}:{node.port}\r\n"
+                f"GET /ws/{channel} HTTP/1.1\r\nHost: {authority}:{port}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
