@@ -199,6 +199,8 @@ class BaselineNode:
         self._process: subprocess.Popen | None = None
         self._helper = PushNode.__new__(PushNode)  # its plain HTTP client, nothing else
         self._helper.host, self._helper.port = "127.0.0.1", PORT
+        # The baseline serves publishers and statistics on its one port, in plain HTTP.
+        self._helper.cluster_port, self._helper.tls = PORT, None
         self._helper.flavour = "push_stream"  # same statistics endpoint
 
     @property
@@ -316,7 +318,7 @@ def held_by(node) -> int:
     """The node's own count. nchan's per-channel count only sees one worker's
     subscribers; its stub status counts them all (this node has one channel)."""
     if node.flavour == "nchan":
-        status, _, body = node.request("GET", "/channels-stats")
+        status, _, body = node.request("GET", "/channels-stats", listener="cluster")
         lines = dict(line.split(": ", 1) for line in body.decode().splitlines() if ": " in line)
         return int(lines["subscribers"]) if status == 200 else 0
     return node.subscribers(CHANNEL)

@@ -30,7 +30,7 @@ Results: bench/results/tls-capacity-<timestamp>.json and latest-tls-capacity.jso
 
 Environment: BENCH_TLS_SUBSCRIBERS (3000), BENCH_TLS_H2_STREAMS (10),
 BENCH_TLS_BUFFER_SIZES (16k,4k), BENCH_TLS_SETUP_CLIENTS (200), BENCH_TLS_SETUP_SECONDS (5),
-BENCH_TLS_FLAVOUR (push_stream when built, else nchan).
+BENCH_TLS_FLAVOUR (push_stream; or nchan).
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(BENCH))
 
-from node_capacity import memory_kib, process_tree  # noqa: E402
+from node_run import memory_kib, process_tree  # noqa: E402
 
-from support.push_node import BUILT_MODULE, PushNode, ServerTLS  # noqa: E402
+from support.push_node import PushNode, ServerTLS, missing_module  # noqa: E402
 from support.tls import TestCA  # noqa: E402
 
 SUBSCRIBERS = int(os.environ.get("BENCH_TLS_SUBSCRIBERS", 3000))
@@ -64,7 +64,7 @@ SETUP_SECONDS = float(os.environ.get("BENCH_TLS_SETUP_SECONDS", 5))
 # A second broadcast this large: what splitting it into ssl_buffer_size records costs.
 LARGE_MESSAGE = int(os.environ.get("BENCH_TLS_LARGE_MESSAGE", 8192))
 BROADCASTS = 10  # of each size, for nginx's CPU per delivery
-FLAVOUR = os.environ.get("BENCH_TLS_FLAVOUR") or ("push_stream" if BUILT_MODULE.exists() else "nchan")
+FLAVOUR = os.environ.get("BENCH_TLS_FLAVOUR") or "push_stream"
 CHANNEL = "bench"
 NAME = "localhost"
 KINDS = [  # (label, client mode, streams per connection)
@@ -334,8 +334,8 @@ def save(results: dict) -> Path:
 
 
 def main() -> int:
-    if FLAVOUR == "push_stream" and not BUILT_MODULE.exists():
-        raise SystemExit(f"{BUILT_MODULE} is missing: `make push-stream-module` (PUSH_STREAM_SRC)")
+    if why := missing_module(FLAVOUR):
+        raise SystemExit(f"tls capacity: {why}")
     workdir = Path(tempfile.mkdtemp(prefix="tls-capacity-"))
     ca = TestCA.create(workdir / "ca")
     certificate = ca.intermediate().issue([NAME], ips=["127.0.0.1"])

@@ -116,7 +116,7 @@ def test_a_forced_certificate_renewal_during_a_subscription_loses_nothing(cluste
     if node.flavour != "push_stream":
         reason = (
             "nchan keeps no message store across a reload (slact/nchan#290): what is published "
-            "while the page reconnects is lost; push-stream recovers it (set PUSH_STREAM_SRC)"
+            "while the page reconnects is lost; push-stream recovers it (the default flavour)"
         )
         print(reason)
         pytest.skip(reason)

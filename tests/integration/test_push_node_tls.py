@@ -5,8 +5,8 @@ What a subscriber or an operator would notice: the subscribers speak HTTP/2 (and
 HTTP/1.1) over TLS 1.2/1.3 only, with modern ciphers; the page carries HSTS and
 plain HTTP redirects to it; the publisher and the statistics are only on the
 cluster listener; a certificate renewal (new files + graceful reload) loses no
-message, nor does a subscriber whose connection is full. Flavour: push-stream
-when PUSH_STREAM_SRC is set, nchan otherwise.
+message, nor does a subscriber whose connection is full. Flavour: the role's
+default (push-stream; the nchan branches apply to a node of that flavour).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def test_a_certificate_renewal_loses_no_message(ca, issuer, channel):
         reason = (
             "nchan keeps no message store across a reload (its author: slact/nchan#290), so what "
             "is published while an EventSource waits to reconnect is lost; only push-stream "
-            "recovers it (set PUSH_STREAM_SRC)"
+            "recovers it (the default flavour)"
         )
         print(reason)
         pytest.skip(reason)
