@@ -13,10 +13,13 @@ import time  # noqa: E402
 from . import __version__  # noqa: E402
 from .config import GlueConfig, config_path, load_config  # noqa: E402
 from .errors import ConfigError  # noqa: E402
+from .firehose.commands import add_commands as add_firehose_commands  # noqa: E402
 from .jobqueue import JobFeed, JobState  # noqa: E402
 from .logs import setup_logging  # noqa: E402
 from .partitions import PartitionedFeed  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
+from .sign_command import add_command as add_sign_command  # noqa: E402
+from .sign_command import subscribe_keys  # noqa: E402
 from .stage import StageContext  # noqa: E402
 from .webpush.commands import add_commands as add_webpush_commands  # noqa: E402
 
@@ -76,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--once", action="store_true", help="print one round's counts as JSON; publish nothing")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_readers)
+    add_sign_command(sub)
+    add_firehose_commands(sub)
 
     add_webpush_commands(sub)
 
@@ -314,6 +319,9 @@ def cmd_check_config(args, config: GlueConfig) -> int:
         pipeline.close()
         feed = pc.feed if pc.partitions == 1 else f"{pc.feed} in {pc.partitions} partitions"
         print(f"pipeline {name}: feed {feed}: {' -> '.join(pc.stages)}")
+    if config.subscribe.keys_file:
+        keys = subscribe_keys(config)
+        print(f"subscribe keys {config.subscribe.keys_file}: {', '.join(keys.keys) or 'none'}")
     print(f"{config.path}: OK")
     return 0
 

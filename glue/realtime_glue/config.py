@@ -67,6 +67,20 @@ class ReadersConfig:
 
 
 @dataclass
+class SubscribeConfig:
+    """[subscribe]: signing subscribe URLs for private channels (see signing.py)."""
+
+    # The key set (JSON, mode 0600) the push nodes hold too; "" = nothing can be signed.
+    keys_file: str = ""
+    # The key that signs channels no key is scoped to ("": the only unscoped key).
+    key_id: str = ""
+    # The push nodes' public address, what signed URLs start with ("": a path only).
+    url: str = ""
+    # The nodes' naming rule (push_stream_private_channel_prefixes): channels that need a signature.
+    private_prefixes: tuple[str, ...] = ("private-", "firehose-")
+
+
+@dataclass
 class GlueConfig:
     path: str
     redis_url: str
@@ -93,6 +107,7 @@ class GlueConfig:
     readers: ReadersConfig | None = None
     # The CA file https:// push nodes are checked against ("": the system's trust store).
     push_ca_file: str = ""
+    subscribe: SubscribeConfig = field(default_factory=SubscribeConfig)
 
     def pipeline(self, name: str) -> PipelineConfig:
         if name not in self.pipelines:
@@ -161,7 +176,7 @@ class _Reader:
         return value
 
     def glue_config(self) -> GlueConfig:
-        top_keys = ("redis", "queue", "push", "metrics", "readers", "pipelines")
+        top_keys = ("redis", "queue", "push", "metrics", "readers", "subscribe", "pipelines")
         for name in self.data:
             if name not in top_keys:
                 raise ConfigError(name, f"unknown section (known: {', '.join(top_keys)})")
@@ -262,6 +277,7 @@ class _Reader:
             metrics_listen=listen,
             pipelines={},
             push_ca_file=ca_file,
+            subscribe=self.subscribe(),
         )
         config.readers = self.readers(config)
         for index, name in enumerate(sorted(pipelines)):
@@ -325,6 +341,27 @@ class _Reader:
             metrics_listen=listen,
         )
 
+    def subscribe(self) -> SubscribeConfig:
+        table = self.table(
+            self.data, "subscribe", "subscribe", ("keys_file", "key_id", "url", "private_prefixes")
+        )
+        url = self.value(table, "url", "subscribe", str, "")
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError("subscribe.url", f"expected the nodes' public http(s):// address, got {url!r}")
+        prefixes = self.value(
+            table, "private_prefixes", "subscribe", list, list(SubscribeConfig.private_prefixes)
+        )
+        if not all(isinstance(p, str) and p for p in prefixes):
+            raise ConfigError(
+                "subscribe.private_prefixes", f"expected a list of non-empty strings, got {prefixes!r}"
+            )
+        return SubscribeConfig(
+            keys_file=self.value(table, "keys_file", "subscribe", str, ""),
+            key_id=self.value(table, "key_id", "subscribe", str, ""),
+            url=url,
+            private_prefixes=tuple(prefixes),
+        )
+
     def _listen(self, table: dict, where: str) -> str | None:
         listen = self.value(table, "metrics_listen", where, str, None)
         if listen and not listen.rpartition(":")[2].isdigit():
@@ -360,19 +397,21 @@ class _Reader:
             if not isinstance(stage, str):
                 raise ConfigError(f"{where}.stages[{index}]", f"expected a stage name, got {stage!r}")
         options = {stage: dict(self.table(table, stage, f"{where}.{stage}", None)) for stage in STAGES}
-        if "http" in stages:
+        for publisher in ("http", "firehose"):
+            if publisher not in stages:
+                continue
             # The [push] section, already checked, unless the pipeline names its own.
-            own_nodes = "nodes" in options["http"]
-            options["http"].setdefault("nodes", config.push_nodes)
-            options["http"].setdefault("timeout", config.push_timeout)
-            options["http"].setdefault("message_ttl", config.push_message_ttl)
-            options["http"].setdefault("backlog_limit", config.push_backlog_limit)
-            options["http"].setdefault("max_message_size", config.push_max_message_size)
-            options["http"].setdefault("ca_file", config.push_ca_file)
-            if not options["http"]["nodes"]:
+            own_nodes = "nodes" in options[publisher]
+            options[publisher].setdefault("nodes", config.push_nodes)
+            options[publisher].setdefault("timeout", config.push_timeout)
+            options[publisher].setdefault("message_ttl", config.push_message_ttl)
+            options[publisher].setdefault("backlog_limit", config.push_backlog_limit)
+            options[publisher].setdefault("max_message_size", config.push_max_message_size)
+            options[publisher].setdefault("ca_file", config.push_ca_file)
+            if not options[publisher]["nodes"]:
                 raise ConfigError(
-                    f"{where}.http.nodes" if own_nodes else "push.nodes",
-                    f"pipeline {name!r} publishes over http but no push node is listed",
+                    f"{where}.{publisher}.nodes" if own_nodes else "push.nodes",
+                    f"pipeline {name!r} publishes over {publisher} but no push node is listed",
                 )
         if "validate" in stages:
             # What validate lets through must fit the push nodes.

@@ -4,6 +4,7 @@ GlueError
 ├── ConfigError           the config file is wrong: names the key
 ├── ConnectionClosed      a server closed a keep-alive connection with requests unanswered
 ├── NodeUnreadable        a push node did not give the readers unit its statistics or take its message
+├── SigningError          a subscribe URL cannot be signed as asked (the channel, the key)
 └── JobError              what happened to one job in a stage
     ├── Reject            it can never be processed as it is: stall it with the reason
     └── TransientFailure  it failed for now: give it back to the queue, failure counted
@@ -36,6 +37,10 @@ class ConnectionClosed(GlueError, ConnectionError):
 class NodeUnreadable(GlueError):
     """A push node did not answer the readers unit as it should (its channel statistics,
     or a message on the readers channel); the message names the node and why."""
+
+
+class SigningError(GlueError):
+    """A subscribe URL cannot be signed as asked: a bad channel or ttl, or no key that may sign it."""
 
 
 class JobError(GlueError):

@@ -10,8 +10,8 @@ import stat
 from .errors import ConfigError
 
 
-def read_private_key(path: str, key: str, size: int | None = None) -> bytes:
-    """Key bytes from `path` (raw, or base64 text); ConfigError names `key` on any problem."""
+def read_private_file(path: str, key: str) -> bytes:
+    """The bytes of a secret file only its owner may read; ConfigError names `key` otherwise."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -21,8 +21,16 @@ def read_private_key(path: str, key: str, size: int | None = None) -> bytes:
             key,
             f"key file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); chmod 0600 it",
         )
-    with open(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read key file {path}: {exc.strerror}") from None
+
+
+def read_private_key(path: str, key: str, size: int | None = None) -> bytes:
+    """Key bytes from `path` (raw, or base64 text); ConfigError names `key` on any problem."""
+    raw = read_private_file(path, key)
     material = raw.strip()
     if size is not None and len(raw) != size:
         try:

@@ -8,6 +8,7 @@ may have), the pipeline builder and the presets all read from here.
 from __future__ import annotations
 
 from .publishers.file import FilePublish
+from .publishers.firehose import FirehosePublish
 from .publishers.http import HttpPublish
 from .publishers.webpush import WebPushPublish
 from .stage import Stage
@@ -19,13 +20,25 @@ from .stages.validate import Validate
 
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls
-    for cls in (JsonEnvelope, Anonymize, Encrypt, Format, Validate, HttpPublish, FilePublish, WebPushPublish)
+    for cls in (
+        JsonEnvelope,
+        Anonymize,
+        Encrypt,
+        Format,
+        Validate,
+        HttpPublish,
+        FilePublish,
+        WebPushPublish,
+        FirehosePublish,
+    )
 }
 
 PRESETS: dict[str, list[str]] = {
     "json-anon-http": ["json", "anonymize", "format", "validate", "http"],
     "json-secure-http": ["json", "anonymize", "encrypt", "format", "validate", "http"],
     "json-anon-file": ["json", "anonymize", "format", "validate", "file"],
+    # Reads a feed the chosen live pipelines mirror into; one channel per customer.
+    "firehose": ["json", "anonymize", "format", "validate", "firehose"],
 }
 
 # Options a preset gives its stages unless the config says otherwise.

@@ -49,6 +49,10 @@ from support.ports import free_port
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "nginx" / "push-stream.conf"
 ROLE_DEFAULTS = REPO / "ansible" / "roles" / "push_stream" / "defaults" / "main.yml"
+# The key set of signed subscribe URLs, as the role writes it; and the njs check.
+KEY_SET_TEMPLATE = REPO / "ansible" / "roles" / "push_stream" / "templates" / "subscribe-keys.json.j2"
+NJS_DIR = REPO / "nginx" / "njs"
+JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 # The files the Debian packages install (the role's push_stream_module_path and
 # push_stream_nchan_module_path).
 MODULES = {
@@ -107,6 +111,7 @@ def _version(value: str, other: str, operator: str = "==") -> bool:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
     env.filters["comment"] = _comment
+    env.filters["to_json"] = json.dumps
     env.filters["bool"] = _bool
     env.tests["version"] = _version
     return env
@@ -119,9 +124,9 @@ def installed_nginx_version() -> str:
     return match.group(1) if match else ""
 
 
-def role_variables(overrides: dict | None = None) -> dict:
+def role_variables(overrides: dict | None = None, template: Path = TEMPLATE) -> dict:
     """The role's defaults with overrides applied, templated values resolved
-    (as Ansible would) for every variable the nginx template uses."""
+    (as Ansible would) for every variable `template` (the nginx config) uses."""
     env = _environment()
     raw = yaml.safe_load(ROLE_DEFAULTS.read_text())
     raw["ansible_managed"] = "Rendered by tests/support/push_node.py from nginx/push-stream.conf"
@@ -139,13 +144,19 @@ def role_variables(overrides: dict | None = None) -> dict:
             resolved[name] = value
         return resolved[name]
 
-    needed = jinja2.meta.find_undeclared_variables(env.parse(TEMPLATE.read_text()))
+    needed = jinja2.meta.find_undeclared_variables(env.parse(template.read_text()))
     return {name: resolve(name) for name in needed}
 
 
 def render_config(overrides: dict | None = None) -> str:
     """nginx/push-stream.conf rendered with the role's defaults plus overrides."""
     return _environment().from_string(TEMPLATE.read_text()).render(role_variables(overrides))
+
+
+def render_key_set(overrides: dict | None = None) -> str:
+    """The signed subscribe URLs' key set, as the role writes it (push_stream_subscribe_keys)."""
+    variables = role_variables(overrides, KEY_SET_TEMPLATE)
+    return _environment().from_string(KEY_SET_TEMPLATE.read_text()).render(variables)
 
 
 @dataclass
@@ -196,6 +207,10 @@ def local_overrides(
         "push_stream_shared_memory_size": "32m",
         "push_stream_ping_interval": 10,
         "push_stream_tls_mode": "none",
+        "push_stream_subscribe_keys_path": str(directory / "subscribe-keys.json"),
+        "push_stream_njs_dir": str(NJS_DIR),
+        "push_stream_subscribe_auth_listen": f"127.0.0.1:{free_port('127.0.0.1')}",
+        "push_stream_js_module_path": str(JS_MODULE),
     }
     if tls:
         overrides.update(
@@ -235,6 +250,8 @@ class PushNode:
         self.flavour = flavour or default_flavour()
         if why := missing_module(self.flavour):
             raise RuntimeError(why)
+        if not JS_MODULE.exists():
+            raise RuntimeError(f"{JS_MODULE} is missing: install libnginx-mod-http-js (`make deps`)")
         self.host = host
         self.port = port or free_port(host)
         self.name = f"{host}:{self.port}"
@@ -286,8 +303,20 @@ class PushNode:
     def write_config(self) -> Path:
         (self.directory / "tmp").mkdir(exist_ok=True)
         (self.directory / "www").mkdir(exist_ok=True)
+        self.write_key_set()
         self.config_path.write_text(render_config(self.overrides))
         return self.config_path
+
+    def write_key_set(self, keys: list[dict] | None = None) -> Path:
+        """The key set file (0600) from push_stream_subscribe_keys, or `keys` given now
+        (nginx reads it at start and reload: `reload()` after changing it)."""
+        if keys is not None:
+            self.overrides["push_stream_subscribe_keys"] = keys
+        path = Path(self.overrides["push_stream_subscribe_keys_path"])
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(render_key_set(self.overrides))
+        return path
 
     def check_config(self) -> None:
         """`nginx -t` on the rendered config; raises with nginx's message."""

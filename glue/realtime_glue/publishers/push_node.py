@@ -95,12 +95,21 @@ class PushNode:
         )
         return f"the message cannot be sent: {problem}" if problem else None
 
-    def _request(self, channel: str, event_id: str | None, body: bytes) -> bytes:
+    def _request(self, channel: str, event_id: str | None, body: bytes, method: str = "POST") -> bytes:
         # Checked here, where the values enter a request line and a header, whatever
         # stages ran before (or whatever a backlog record in Redis says).
         problem = self.unsendable(channel, event_id)
         if problem:
             raise Reject(f"{self.label}: {problem}")
+        if method != "POST":  # rare (a channel deleted): not cached
+            return b"%s %s/pub?id=%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+                method.encode(),
+                self.path_prefix.encode(),
+                quote(channel, safe=":@=").encode(),
+                self._host_header,
+                len(body),
+                body,
+            )
         head = self._request_heads.get(channel)
         if head is None:  # the same for every message of the channel: made once
             head = b"\r\n".join(
@@ -122,20 +131,41 @@ class PushNode:
         """Queue the POST without waiting; pass the result to finish_publish."""
         return channel, self.client.submit(channel, self._request(channel, event_id, body)), time.monotonic()
 
-    def finish_publish(self, pending: tuple, timeout: float) -> None:
-        """Wait for a queued POST; raises PublishFailed naming the node and the problem."""
-        channel, result, started = pending
+    def _answer(self, pending: tuple, timeout: float) -> Response:
+        channel, result, _started = pending
         try:
-            response: Response = result.get(timeout=timeout)
+            return result.get(timeout=timeout)
         except gevent.Timeout:
             self.client.abandon(channel, result)
             raise PublishFailed(f"{self.label}: no answer within {self.timeout:g}s") from None
         except Exception as exc:
             raise PublishFailed(f"{self.label}: {type(exc).__name__}: {exc}") from None
+
+    def finish_publish(self, pending: tuple, timeout: float) -> None:
+        """Wait for a queued POST; raises PublishFailed naming the node and the problem."""
+        _channel, _result, started = pending
+        response = self._answer(pending, timeout)
         if self._publish_seconds is not None:
             self._publish_seconds.observe(time.monotonic() - started)
         if response.status in DELIVERED:
             return
+        if 400 <= response.status < 500 and response.status not in TRY_AGAIN:
+            raise PublishRefused(self.label, response.status, excerpt(response.body))
+        raise PublishFailed(f"{self.label}: HTTP {response.status}")
+
+    def delete_channel(self, channel: str) -> bool:
+        """DELETE the channel: the node drops its stored messages and ends its subscribers'
+        streams (push-stream needs `push_stream_publisher admin`). True if the node had
+        the channel, False if not; PublishRefused or PublishFailed otherwise. Sent on the
+        channel's connection, so it comes after every message queued for the channel."""
+        request = self._request(channel, None, b"", method="DELETE")
+        response = self._answer(
+            (channel, self.client.submit(channel, request), time.monotonic()), self.timeout
+        )
+        if response.status in DELIVERED:
+            return True
+        if response.status == 404:
+            return False
         if 400 <= response.status < 500 and response.status not in TRY_AGAIN:
             raise PublishRefused(self.label, response.status, excerpt(response.body))
         raise PublishFailed(f"{self.label}: HTTP {response.status}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import ssl
 from urllib.parse import quote, urlsplit
 
 from ..channels import channel_problem, event_id_problem
@@ -45,7 +46,9 @@ def parse_channel_readers(body: bytes) -> dict[str, int]:
 
 
 class NodeClient:
-    def __init__(self, url: str, timeout: float = 5.0):
+    def __init__(self, url: str, timeout: float = 5.0, ca_file: str | None = None):
+        """`ca_file`: what an https:// node's certificate is checked against ([push] ca_file;
+        None: the system's trust store)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"push node URL must be http(s)://host[:port], got {url!r}")
@@ -54,6 +57,7 @@ class NodeClient:
         self.label = parts.netloc
         self.timeout = timeout
         self._https = parts.scheme == "https"
+        self._tls = ssl.create_default_context(cafile=ca_file or None) if self._https else None
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
@@ -96,7 +100,9 @@ class NodeClient:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout, context=self._tls
+            )
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
     def close(self) -> None:

@@ -48,7 +48,7 @@ class ReadersService:
         if not settings.nodes:
             raise ConfigError("readers.nodes", "no push node to read: list them in [push] nodes or here")
         try:
-            self.nodes = [NodeClient(url, settings.timeout) for url in settings.nodes]
+            self.nodes = [NodeClient(url, settings.timeout, config.push_ca_file) for url in settings.nodes]
         except ValueError as exc:
             raise ConfigError("readers.nodes", str(exc)) from None
         self.notifier = notifier or SystemdNotifier()
