@@ -26,15 +26,21 @@ latest-node-capacity.json; node_charts.py draws them (bench/results/node-capacit
 Environment: BENCH_SUBSCRIBERS (250000), BENCH_NODES (push_stream,baseline; nchan too),
 BENCH_PLACEMENTS (apart,loopback), BENCH_MESSAGE_SIZES (128,1024,4096), BENCH_BROADCASTS (3),
 BENCH_WITHOUT_EVENT_ID (1: also push_stream, apart, publishing without Event-ID: what its
-separate id chunk costs).
+separate id chunk costs), BENCH_PUSH_STREAM_BEFORE (a module file, or a
+libnginx-mod-http-push-stream .deb, of another build, e.g. the package before a patch:
+also run as `push_stream before`, next to the installed module in each placement, so
+before and after are measured in one run at the same load; it runs right after the
+installed one, or right before it with BENCH_PUSH_STREAM_BEFORE_FIRST=1).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -48,6 +54,7 @@ from node_run import (  # noqa: E402
     RunSpec,
     build_programs,
     flavour_available,
+    module_file,
     processes_for,
     run,
     summary_by_size,
@@ -67,7 +74,29 @@ PROJECTED_SUBSCRIBERS = 1_000_000
 PROJECTED_RATES = (0.1, 1.0, 10.0)  # broadcasts per second to every subscriber
 WITHOUT_EVENT_ID = os.environ.get("BENCH_WITHOUT_EVENT_ID", "1") == "1"
 NO_ID_LABEL = "push_stream without Event-ID"
-SHORT = {"push_stream": "push_stream", "baseline": "baseline", NO_ID_LABEL: "ps no-id"}
+BEFORE = os.environ.get("BENCH_PUSH_STREAM_BEFORE", "")
+BEFORE_LABEL = "push_stream before"
+BEFORE_FIRST = os.environ.get("BENCH_PUSH_STREAM_BEFORE_FIRST", "0") == "1"
+SHORT = {
+    "push_stream": "push_stream",
+    "baseline": "baseline",
+    NO_ID_LABEL: "ps no-id",
+    BEFORE_LABEL: "ps before",
+}
+INSTALLED_MODULE = Path("/usr/lib/nginx/modules/ngx_http_push_stream_module.so")
+MODULE_PACKAGE = "libnginx-mod-http-push-stream"
+
+
+def module_identity(path: Path, version_command: list[str] | None) -> dict:
+    """Which build a run loaded: the file, its sha256 and its package's version."""
+    version = ""
+    if version_command:
+        version = subprocess.run(version_command, capture_output=True, text=True).stdout.strip()
+    return {
+        "file": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "package_version": version or None,
+    }
 
 
 def measure() -> dict:
@@ -79,8 +108,25 @@ def measure() -> dict:
         available, why = flavour_available(flavour)
         if not available:
             missing.append(f"{flavour}: {why}")
+    before_settings = None
+    if BEFORE and "push_stream" in nodes:
+        given = Path(BEFORE).resolve()
+        before_module = module_file(given)
+        before_settings = {"push_stream_module_path": str(before_module)}
+        available, why = flavour_available("push_stream", before_settings)
+        if not available:
+            missing.append(f"BENCH_PUSH_STREAM_BEFORE={BEFORE}: {why}")
     if missing:  # the modules come from their Debian packages (`make push-stream-module`)
         raise SystemExit("node capacity: " + "; ".join(missing))
+    modules = {}
+    if "push_stream" in nodes:
+        installed = ["dpkg-query", "-W", "-f", "${Version}", MODULE_PACKAGE]
+        modules["push_stream"] = module_identity(INSTALLED_MODULE, installed)
+    if before_settings:
+        from_deb = ["dpkg-deb", "--field", str(given), "Version"] if given.suffix == ".deb" else None
+        modules[BEFORE_LABEL] = module_identity(before_module, from_deb)
+        if modules[BEFORE_LABEL]["sha256"] == modules["push_stream"]["sha256"]:
+            notes.append(f"{BEFORE_LABEL} is the same file as the installed module")
     processes = processes_for(SUBSCRIBERS)
     notes.append(
         f"{processes} node workers (nginx: worker_processes {processes}, reuseport; baseline: as many"
@@ -99,6 +145,8 @@ def measure() -> dict:
         "broadcasts_per_size": BROADCASTS,
         "goals": GOALS,
         "notes": notes,
+        "modules": modules,
+        "before_first": BEFORE_FIRST if before_settings else None,
         "runs": [],
     }
     role_values = sysctl_file_values(SYSCTL_FILE)
@@ -114,9 +162,20 @@ def measure() -> dict:
                 "host_values_restored": bed.host_values_changed,
             }
             for kind in nodes:
-                print(f"node capacity: {kind}, {placement}: {SUBSCRIBERS:,} subscribers ...", flush=True)
-                spec = RunSpec(kind, SUBSCRIBERS, message_sizes=MESSAGE_SIZES, broadcasts=BROADCASTS)
-                results["runs"].append(measured(bed, spec, programs))
+                specs = [RunSpec(kind, SUBSCRIBERS, message_sizes=MESSAGE_SIZES, broadcasts=BROADCASTS)]
+                if kind == "push_stream" and before_settings:
+                    # Next to the installed module: the same load, as far as one can tell.
+                    before = RunSpec(
+                        "push_stream", SUBSCRIBERS, message_sizes=MESSAGE_SIZES, broadcasts=BROADCASTS,
+                        settings=before_settings, label=BEFORE_LABEL,
+                    )  # fmt: skip
+                    specs = [before, *specs] if BEFORE_FIRST else [*specs, before]
+                for spec in specs:
+                    print(
+                        f"node capacity: {spec.label or kind}, {placement}: {SUBSCRIBERS:,} subscribers ...",
+                        flush=True,
+                    )
+                    results["runs"].append(measured(bed, spec, programs))
             if placement == "apart" and "push_stream" in nodes and WITHOUT_EVENT_ID:
                 # What push-stream's separate id chunk costs (one writev more per subscriber).
                 print(f"node capacity: push_stream without Event-ID, {placement} ...", flush=True)
@@ -163,6 +222,11 @@ def ratios(runs: list[dict]) -> list[dict]:
                 row["apart_over_loopback"] = round(
                     s["node_cpu_per_delivery_us"] / loop["by_size"][size]["node_cpu_per_delivery_us"], 2
                 )
+            before = find(runs, BEFORE_LABEL, r["placement"]) if r["label"] == "push_stream" else None
+            if before and size in before["by_size"]:
+                row["over_before"] = round(
+                    s["node_cpu_per_delivery_us"] / before["by_size"][size]["node_cpu_per_delivery_us"], 2
+                )
             out.append(row)
     return out
 
@@ -208,6 +272,11 @@ def print_report(results: dict) -> None:
     )
     for note in results["notes"]:
         print(f"  note: {note}")
+    for label, module in results.get("modules", {}).items():
+        print(
+            f"  module: {label}: {module['package_version']}"
+            f" ({module['file']}, sha256 {module['sha256'][:12]})"
+        )
     heads = [f"{SHORT.get(r['label'], r['label'])}/{r['placement']}" for r in runs]
     col = max(16, *(len(h) for h in heads))
     rows = [
@@ -251,6 +320,8 @@ def print_report(results: dict) -> None:
         if "ratio_to_baseline" in row:
             verdict = "met" if row["goal_met"] else "MISSED"
             extra = f"; apart/loopback {row['apart_over_loopback']}x" if "apart_over_loopback" in row else ""
+            if "over_before" in row:
+                extra += f"; / {BEFORE_LABEL} {row['over_before']}x"
             print(
                 f"  {row['label']:<27} {row['placement']:<9} {row['message_bytes']:>5} B:"
                 f" {row['node_cpu_per_delivery_us']:>7} us / {row['baseline_cpu_per_delivery_us']:>6} us"

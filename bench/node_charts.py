@@ -22,7 +22,12 @@ import matplotlib.pyplot as plt
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DISQUS_MB_PER_SECOND = 40.0
-COLOURS = {"baseline": "#4c72b0", "push_stream": "#dd8452", "push_stream without Event-ID": "#e3b87f"}
+COLOURS = {
+    "baseline": "#4c72b0",
+    "push_stream": "#dd8452",
+    "push_stream without Event-ID": "#e3b87f",
+    "push_stream before": "#8c613c",  # BENCH_PUSH_STREAM_BEFORE: another build of the module
+}
 
 
 def run_name(run: dict) -> str:

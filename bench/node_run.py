@@ -284,10 +284,11 @@ def make_node(bed: Testbed, kind: str, workers: int, ping_seconds: int, settings
     return node
 
 
-def flavour_available(flavour: str) -> tuple[bool, str]:
-    """Whether nginx loads this flavour's module here (`nginx -t` on the rendered config)."""
+def flavour_available(flavour: str, overrides: dict | None = None) -> tuple[bool, str]:
+    """Whether nginx loads this flavour's module here (`nginx -t` on the rendered config;
+    `overrides`, e.g. another push_stream_module_path)."""
     try:
-        node = PushNode(flavour)
+        node = PushNode(flavour, overrides=overrides)
     except RuntimeError as error:
         return False, str(error)
     try:
@@ -297,6 +298,18 @@ def flavour_available(flavour: str) -> tuple[bool, str]:
         return False, str(error).strip().splitlines()[-1]
     finally:
         node.cleanup()
+
+
+def module_file(path: Path) -> Path:
+    """The push-stream module file of `path`: the file itself, or the one inside a
+    libnginx-mod-http-push-stream .deb (unpacked once into build/bench/modules/)."""
+    if path.suffix != ".deb":
+        return path
+    root = BUILD / "modules" / path.stem
+    if not root.exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dpkg-deb", "-x", str(path), str(root)], check=True)
+    return root / "usr" / "lib" / "nginx" / "modules" / "ngx_http_push_stream_module.so"
 
 
 def held_by(node) -> int:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import gevent
 from gevent.queue import Empty, Queue
 
-log = logging.getLogger(__name__)
+from .supervisor import Supervisor, idle, progress, spawn_part
 
 _STOP = object()
 
@@ -21,8 +19,9 @@ class Actor:
         self.greenlet: gevent.Greenlet | None = None
         self.stopping = False
 
-    def start(self) -> Actor:
-        self.greenlet = gevent.spawn(self._main)
+    def start(self, supervisor: Supervisor | None = None) -> Actor:
+        """Run the actor; under a supervisor, its death stops the glue and its progress is watched."""
+        self.greenlet = spawn_part(supervisor, self.name, self._main)
         return self
 
     def send(self, message) -> None:
@@ -45,15 +44,14 @@ class Actor:
             self.run()
         except gevent.GreenletExit:
             pass
-        except Exception:
-            log.exception("actor %s crashed", self.name)
-            raise
 
     def run(self) -> None:
         while True:
-            message = self.inbox.get()
+            with idle():  # an empty inbox is a wait by choice
+                message = self.inbox.get()
             if message is _STOP:
                 return
+            progress()
             self.receive(message)
 
     def receive(self, message) -> None:

@@ -35,13 +35,21 @@ class GlueConfig:
     path: str
     redis_url: str
     redis_password: str | None
+    # Seconds any Redis command may take before it counts as failed (a hung Redis).
+    redis_timeout: float
     visibility_timeout: float
     max_failures: int
     claim_batch: int
     shutdown_grace: float
+    # Seconds a part of the glue may be busy in one step before it counts as stuck.
+    progress_timeout: float
     finish_notices: bool
     push_nodes: list[str]
     push_timeout: float
+    # The nodes' push_stream_message_ttl: a backlog drops what is held longer.
+    push_message_ttl: float
+    # Messages a node's backlog holds at most; then the oldest are dropped (alerted).
+    push_backlog_limit: int
     metrics_listen: str
     pipelines: dict[str, PipelineConfig]
 
@@ -116,14 +124,21 @@ class _Reader:
         for name in self.data:
             if name not in top_keys:
                 raise ConfigError(name, f"unknown section (known: {', '.join(top_keys)})")
-        redis = self.table(self.data, "redis", "redis", ("url", "password_file"))
+        redis = self.table(self.data, "redis", "redis", ("url", "password_file", "timeout"))
         queue = self.table(
             self.data,
             "queue",
             "queue",
-            ("visibility_timeout", "max_failures", "claim_batch", "shutdown_grace", "finish_notices"),
+            (
+                "visibility_timeout",
+                "max_failures",
+                "claim_batch",
+                "shutdown_grace",
+                "finish_notices",
+                "progress_timeout",
+            ),
         )
-        push = self.table(self.data, "push", "push", ("nodes", "timeout"))
+        push = self.table(self.data, "push", "push", ("nodes", "timeout", "message_ttl", "backlog_limit"))
         metrics = self.table(self.data, "metrics", "metrics", ("listen",))
         pipelines = self.table(self.data, "pipelines", "pipelines", None)
 
@@ -153,6 +168,15 @@ class _Reader:
             path=self.path,
             redis_url=url,
             redis_password=password,
+            redis_timeout=self.value(
+                redis,
+                "timeout",
+                "redis",
+                float,
+                5.0,
+                lambda v: v >= 2,
+                "seconds >= 2 (above the 1 s wait for jobs)",
+            ),
             visibility_timeout=self.value(
                 queue, "visibility_timeout", "queue", float, 30.0, lambda v: v > 0, "seconds > 0"
             ),
@@ -162,12 +186,21 @@ class _Reader:
             claim_batch=self.value(
                 queue, "claim_batch", "queue", int, 64, lambda v: v >= 1, "an integer >= 1"
             ),
+            progress_timeout=self.value(
+                queue, "progress_timeout", "queue", float, 60.0, lambda v: v > 0, "seconds > 0"
+            ),
             shutdown_grace=self.value(
                 queue, "shutdown_grace", "queue", float, 10.0, lambda v: v >= 0, "seconds >= 0"
             ),
             finish_notices=self.value(queue, "finish_notices", "queue", bool, True),
             push_nodes=nodes,
             push_timeout=self.value(push, "timeout", "push", float, 5.0, lambda v: v > 0, "seconds > 0"),
+            push_message_ttl=self.value(
+                push, "message_ttl", "push", float, 300.0, lambda v: v > 0, "seconds > 0"
+            ),
+            push_backlog_limit=self.value(
+                push, "backlog_limit", "push", int, 100_000, lambda v: v >= 1, "an integer >= 1"
+            ),
             metrics_listen=listen,
             pipelines={},
         )
@@ -212,6 +245,8 @@ class _Reader:
             own_nodes = "nodes" in options["http"]
             options["http"].setdefault("nodes", config.push_nodes)
             options["http"].setdefault("timeout", config.push_timeout)
+            options["http"].setdefault("message_ttl", config.push_message_ttl)
+            options["http"].setdefault("backlog_limit", config.push_backlog_limit)
             if not options["http"]["nodes"]:
                 raise ConfigError(
                     f"{where}.http.nodes" if own_nodes else "push.nodes",

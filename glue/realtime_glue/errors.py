@@ -46,3 +46,20 @@ class TransientFailure(JobError):
 
 class PublishFailed(TransientFailure):
     """A push node did not store the message this time; the message names the node."""
+
+
+class PublishRefused(Reject):
+    """A push node refused the message for good (a 4xx answer other than 408 and 429):
+    sending it again cannot help. The message is dead-lettered for that node."""
+
+    def __init__(self, node: str, status: int, excerpt: str):
+        super().__init__(f"{node}: HTTP {status}: {excerpt}")
+        self.node = node
+        self.status = status
+        # The start of the node's answer, as readable text: why it refused.
+        self.excerpt = excerpt
+
+    @property
+    def reason(self) -> str:
+        """How the node's dead-letter records it."""
+        return f"HTTP {self.status}: {self.excerpt}"

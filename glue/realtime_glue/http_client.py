@@ -27,6 +27,7 @@ from gevent import socket, ssl
 from gevent.event import AsyncResult
 
 from .errors import ConnectionClosed
+from .supervisor import idle
 
 MAX_HEADER_BYTES = 64 * 1024
 # How much of a response body is kept (enough to say why a server refused).
@@ -146,7 +147,8 @@ class _Lane:
 
     def _write_outbox(self) -> None:
         while True:
-            self.wakeup.wait()
+            with idle():  # nothing to send is a wait by choice
+                self.wakeup.wait()
             self.wakeup.clear()
             while self.outbox:
                 conn = self.conn
@@ -226,7 +228,7 @@ class PipelinedHttpClient:
         self.port = port
         self.tls = ssl.create_default_context() if tls else None
         self.connect_timeout = connect_timeout
-        # Long-lived greenlets (each lane's writer) are started with this.
+        # Long-lived greenlets (each lane's writer) are started with this: spawn(run).
         self.spawn = spawn
         self._lanes = [_Lane(self) for _ in range(max(1, connections))]
 

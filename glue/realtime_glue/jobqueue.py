@@ -18,10 +18,17 @@ The glue adds three keys Thoonk does not read, to close Thoonk's gaps:
     feed.claimedby:<f>     hash id -> worker holding the claim
     feed.workers:<f>       zset worker -> last heartbeat (ms)
     feed.stallreasons:<f>  hash id -> why the job was stalled
+    feed.dropped:<f>       hash expired|full -> items trim() dropped (backlogs only)
 
 Every operation is one Lua script, so a worker that dies between two commands
-leaves each id in exactly one of ids, claimed or stalled. Claims of a worker
-that stops heartbeating are returned to the queue by `reclaim_expired`.
+leaves each id in exactly one of ids, claimed or stalled.
+
+A claim is a lease: its score in feed.claimed is when its worker last renewed
+it (`heartbeat(held=...)` renews the claims the worker really holds). One not
+renewed for the visibility timeout is returned by `reclaim_expired`, whether
+its worker died or only lost track of it. finish, cancel, release and stall
+act only on claims the calling worker still holds (feed.claimedby), so a
+worker whose claim was reclaimed cannot finish or requeue another's job.
 """
 
 from __future__ import annotations
@@ -108,6 +115,10 @@ class FeedKeys:
     def stallreasons(self) -> str:
         return f"feed.stallreasons:{self.feed}"
 
+    @property
+    def dropped(self) -> str:
+        return f"feed.dropped:{self.feed}"
+
     def named(self, prefix: str = "") -> dict[str, str]:
         """Every key by the name the Lua scripts give it (`prefix` + name)."""
         names = [n for n in dir(type(self)) if isinstance(getattr(type(self), n), property)]
@@ -132,19 +143,40 @@ class JobFeed:
     # --- producing -----------------------------------------------------------
     def put(self, item: bytes | str, priority: bool = False, job_id: str | None = None) -> str:
         job_id = job_id or uuid.uuid4().hex
-        self._run("put", [job_id, item, "1" if priority else "0"])
+        self._run("put", [job_id, item, "1" if priority else "0", "0"])
         return job_id
 
-    def put_many(self, items, priority: bool = False) -> list[str]:
-        """Put several jobs in one round trip (one script call each, pipelined)."""
-        ids = []
+    def put_many(self, items, priority: bool = False, ids=None) -> list[str]:
+        """Put several jobs in one round trip (one script call each, pipelined).
+
+        With `ids`, an id the feed already holds is not put again: putting the
+        same batch twice (a retry after a lost reply) puts it once.
+        """
+        new_ids = ids is None
+        ids = [uuid.uuid4().hex for _ in items] if new_ids else list(ids)
         pipe = self.redis.pipeline(transaction=False)
-        for item in items:
-            job_id = uuid.uuid4().hex
-            ids.append(job_id)
-            self._run("put", [job_id, item, "1" if priority else "0"], client=pipe)
+        for job_id, item in zip(ids, items, strict=True):
+            args = [job_id, item, "1" if priority else "0", "0" if new_ids else "1"]
+            self._run("put", args, client=pipe)
         pipe.execute()
         return ids
+
+    def bury(self, item: bytes | str, reason: str, job_id: str | None = None) -> str:
+        """Put an item straight into the dead-letter with the reason (never queued); an id
+        the feed already holds is not buried again."""
+        job_id = job_id or uuid.uuid4().hex
+        self._run("bury", [job_id, item, reason])
+        return job_id
+
+    def trim(self, max_age: float, max_length: int) -> tuple[int, int]:
+        """Drop the oldest ready items older than `max_age` seconds, then beyond
+        `max_length`; returns (expired, over the length). Counted in feed.dropped."""
+        expired, full = self._run("trim", [int(max_age * 1000), max_length])
+        return int(expired), int(full)
+
+    def dropped_counts(self) -> dict[str, int]:
+        counts = self.redis.hgetall(self.keys.dropped)
+        return {reason: int(counts.get(reason.encode(), 0)) for reason in ("expired", "full")}
 
     # --- consuming -----------------------------------------------------------
     def claim(self, count: int = 1, mirror: JobFeed | None = None) -> list[ClaimedJob]:
@@ -165,37 +197,44 @@ class JobFeed:
         moved = self.redis.blmove(self.keys.ids, self.keys.ids, timeout, "RIGHT", "RIGHT")
         return moved is not None
 
-    def heartbeat(self) -> None:
-        self.redis.zadd(self.keys.workers, {self.worker_id: _redis_now_ms(self.redis)})
+    def heartbeat(self, held=()) -> int:
+        """This worker is alive; renew the lease of each claim it holds (ids in `held`).
+
+        Returns how many of them it still held. A claim that is not renewed
+        expires after the visibility timeout and is reclaimed.
+        """
+        return self._run("heartbeat", [self.worker_id, *held])
 
     def leave(self) -> None:
         """Forget this worker (after its claims were finished or released)."""
         self.redis.zrem(self.keys.workers, self.worker_id)
 
     def finish(self, job_ids, results=None, notify: bool = False) -> int:
-        """Finish a batch of claimed jobs; returns how many were still claimed."""
+        """Finish a batch of this worker's claimed jobs; returns how many it still held."""
         job_ids = list(job_ids)
         if not job_ids:
             return 0
         results = results or [""] * len(job_ids)
-        args = ["1" if notify else "0"]
+        args = [self.worker_id, "1" if notify else "0"]
         for job_id, result in zip(job_ids, results, strict=True):
             args += [job_id, result]
         return self._run("finish", args)
 
     def cancel(self, job_ids, count_failure: bool = True) -> int:
-        """Return claimed jobs to the queue (a failure unless count_failure=False)."""
+        """Return this worker's claims to the front of the queue, in the order given
+        (a failure unless count_failure=False); returns how many it still held."""
         job_ids = list(job_ids)
         if not job_ids:
             return 0
-        return self._run("cancel", ["1" if count_failure else "0", *job_ids])
+        return self._run("cancel", [self.worker_id, "1" if count_failure else "0", *job_ids])
 
     def release(self, job_ids) -> int:
         """Give jobs back untried (shutdown): they keep their place, no failure counted."""
         return self.cancel(job_ids, count_failure=False)
 
     def stall(self, job_id: str, reason: str) -> bool:
-        return bool(self._run("stall", [job_id, reason]))
+        """Move this worker's claim to the dead-letter with the reason; False if not held."""
+        return bool(self._run("stall", [self.worker_id, job_id, reason]))
 
     def retry(self, job_id: str) -> bool:
         return bool(self._run("retry", [job_id]))
@@ -206,9 +245,18 @@ class JobFeed:
     def reclaim_expired(
         self, visibility_timeout: float, max_failures: int, limit: int = 1000
     ) -> tuple[int, int]:
-        """Requeue (or stall) claims whose worker is silent; returns (requeued, stalled)."""
-        requeued, stalled = self._run("reclaim", [int(visibility_timeout * 1000), max_failures, limit])
-        return int(requeued), int(stalled)
+        """Requeue (or stall) every claim whose lease expired; returns (requeued, stalled).
+
+        Works through them `limit` at a time (one script call each), so no
+        number of expired claims is too many.
+        """
+        total_requeued = total_stalled = 0
+        while True:
+            requeued, stalled = self._run("reclaim", [int(visibility_timeout * 1000), max_failures, limit])
+            total_requeued += int(requeued)
+            total_stalled += int(stalled)
+            if int(requeued) + int(stalled) < limit:
+                return total_requeued, total_stalled
 
     # --- inspecting ----------------------------------------------------------
     def stalled_jobs(self) -> dict[str, str]:

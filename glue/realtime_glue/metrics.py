@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+
+from . import __version__
 
 
 class GlueMetrics:
     def __init__(self, pipeline: str):
         self.registry = CollectorRegistry()
+        # What every Prometheus client exports by default: memory, CPU, open files, GC.
+        for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+            self.registry.register(collector)
         labels = {"pipeline": pipeline}
+        build_info = Gauge(
+            "glue_build_info",
+            "The glue's version (always 1)",
+            ["pipeline", "version"],
+            registry=self.registry,
+        )
+        build_info.labels(pipeline=pipeline, version=__version__).set(1)
 
         def counter(name, doc):
             return Counter(name, doc, ["pipeline"], registry=self.registry).labels(**labels)
@@ -25,6 +46,19 @@ class GlueMetrics:
             "Time to POST one message to a push node",
             ["node"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "glue_node_dead_letters_total",
+            "Messages a push node refused for good (4xx), kept in its dead-letter",
+            ["node"],
+            registry=self.registry,
+        )
+        self.backlog_dropped = Counter(
+            "glue_backlog_dropped_total",
+            "Held messages dropped from a node's backlog: older than the node's message TTL "
+            "(reason=expired) or beyond the backlog limit (reason=full)",
+            ["node", "reason"],
             registry=self.registry,
         )
         self.in_flight = Gauge(

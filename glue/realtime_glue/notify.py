@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Callable
 
 import gevent
+
+log = logging.getLogger(__name__)
 
 
 class SystemdNotifier:
@@ -40,14 +44,26 @@ class SystemdNotifier:
     def stopping(self, status: str = "stopping") -> None:
         self.notify("STOPPING=1", f"STATUS={status}")
 
-    def start_watchdog(self) -> None:
-        """Ping from a greenlet: a stuck event loop stops the pings and systemd restarts us."""
+    def start_watchdog(self, health: Callable[[], str | None] = lambda: None) -> None:
+        """Ping from a greenlet while `health()` finds nothing stuck (it returns None): a
+        stuck event loop, or a part of the glue stuck in one step, stops the pings and
+        systemd restarts the glue after WatchdogSec."""
         if self.watchdog_interval and self._watchdog is None:
-            self._watchdog = gevent.spawn(self._ping_forever)
+            self._watchdog = gevent.spawn(self._ping_forever, health)
 
-    def _ping_forever(self) -> None:
+    def _ping_forever(self, health: Callable[[], str | None]) -> None:
+        withheld = None
         while True:
-            self.notify("WATCHDOG=1")
+            problem = health()
+            if problem is None:
+                if withheld is not None:
+                    log.warning("the glue makes progress again; watchdog pings resume")
+                    self.status("running")
+                self.notify("WATCHDOG=1")
+            elif problem != withheld:
+                log.critical("no watchdog ping: %s (systemd restarts the glue after WatchdogSec)", problem)
+                self.status(f"stuck: {problem}")
+            withheld = problem
             gevent.sleep(self.watchdog_interval)
 
     def stop_watchdog(self) -> None:

@@ -30,7 +30,11 @@ class Pipeline:
         for stage in self.stages:
             batch = getattr(stage, "process_batch", None)
             if batch is not None:
-                for index, error in zip(live, batch([messages[i] for i in live]), strict=True):
+                try:
+                    outcome = batch([messages[i] for i in live])
+                except Exception as exc:  # a bug in the stage: every message of the batch failed
+                    outcome = [exc] * len(live)
+                for index, error in zip(live, outcome, strict=True):
                     errors[index] = error
             else:
                 for index in live:

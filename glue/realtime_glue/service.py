@@ -11,6 +11,7 @@ import redis as redis_lib
 
 from .backoff import backoff_delay
 from .config import GlueConfig
+from .errors import ConfigError
 from .heartbeat import Heartbeat
 from .jobqueue import JobFeed, new_worker_id
 from .metrics import GlueMetrics
@@ -18,16 +19,21 @@ from .notify import SystemdNotifier
 from .pipeline import build_pipeline
 from .reclaimer import Reclaimer
 from .stage import StageContext
+from .supervisor import EXIT_PART_DIED, Supervisor
 from .worker import PipelineWorker
 
 log = logging.getLogger(__name__)
 
 
 def connect_redis(config: GlueConfig) -> redis_lib.Redis:
+    # Every command has a deadline: a Redis that accepts connections and never
+    # answers (stopped, swapping, a dead network path) becomes an error the
+    # retry loops report and retry, never a loop blocked forever.
     return redis_lib.Redis.from_url(
         config.redis_url,
         password=config.redis_password,
-        socket_connect_timeout=5,
+        socket_connect_timeout=config.redis_timeout,
+        socket_timeout=config.redis_timeout,
         socket_keepalive=True,
         health_check_interval=30,
         max_connections=None,
@@ -42,11 +48,22 @@ class GlueService:
         self.redis = connect_redis(config)
         self.metrics = GlueMetrics(pipeline_name)
         self.worker_id = new_worker_id()
+        # Every long-lived part runs under it: one that dies stops the glue (exit 70), one
+        # stuck in a step stops the watchdog pings.
+        self.supervisor = Supervisor(config.progress_timeout, on_death=self._part_died)
+        self.exit_code = 0
         context = StageContext(
-            pipeline=pipeline_name, redis=self.redis, worker_id=self.worker_id, metrics=self.metrics
+            pipeline=pipeline_name,
+            redis=self.redis,
+            worker_id=self.worker_id,
+            metrics=self.metrics,
+            supervisor=self.supervisor,
         )
         pc = self.pipeline_config
-        self.pipeline = build_pipeline(pc.name, pc.stages, pc.stage_options, context, pc.preset)
+        try:
+            self.pipeline = build_pipeline(pc.name, pc.stages, pc.stage_options, context, pc.preset)
+        except ConfigError as exc:
+            raise exc.under(f"pipelines.{pc.name}") from None
         self.feed = JobFeed(self.redis, pc.feed, worker_id=self.worker_id)
         mirror = JobFeed(self.redis, pc.mirror_feed) if pc.mirror_feed else None
         self.worker = PipelineWorker(
@@ -58,12 +75,20 @@ class GlueService:
             mirror=mirror,
             metrics=self.metrics,
             finish_notices=config.finish_notices,
+            supervisor=self.supervisor,
         )
         http = self.pipeline.stage("http")
-        backlog_feeds = http.backlog_feeds() if http is not None else []
-        feeds = [self.feed, *backlog_feeds]
-        self.heartbeat = Heartbeat(feeds, interval=max(0.05, config.visibility_timeout / 3))
-        self.reclaimer = Reclaimer(feeds, config.visibility_timeout, config.max_failures, self.metrics)
+        backlog_holders = http.backlog_holders() if http is not None else []
+        self.heartbeat = Heartbeat(
+            [(self.feed, self.worker.held_ids), *backlog_holders],
+            interval=max(0.05, config.visibility_timeout / 3),
+        )
+        self.reclaimer = Reclaimer(
+            [self.feed, *(feed for feed, _ in backlog_holders)],
+            config.visibility_timeout,
+            config.max_failures,
+            self.metrics,
+        )
         self._stop_requested = gevent.event.Event()
 
     def wait_for_redis(self) -> None:
@@ -85,18 +110,28 @@ class GlueService:
         log.info("stop requested")
         self._stop_requested.set()
 
-    def run(self) -> None:
+    def _part_died(self, why: str) -> None:
+        self.exit_code = EXIT_PART_DIED
+        self.notifier.status(f"stopping: {why}")
+        log.critical("stopping so that systemd restarts the glue: %s", why)
+        self._stop_requested.set()
+
+    def run(self) -> int:
+        """Run until SIGTERM (0) or until a part of the glue dies (70); returns the exit status."""
         gevent.signal_handler(signal.SIGTERM, self.request_stop)
         gevent.signal_handler(signal.SIGINT, self.request_stop)
-        self.notifier.start_watchdog()
+        self.notifier.start_watchdog(self.supervisor.health)
         self.wait_for_redis()
         if self._stop_requested.is_set():
-            return
+            return self.exit_code
         if self.pipeline_config.metrics_listen:
             self.metrics.serve(self.pipeline_config.metrics_listen)
-        self.heartbeat.beat_once()
-        self.heartbeat.start()
-        self.reclaimer.start()
+        try:
+            self.heartbeat.beat_once()
+        except redis_lib.RedisError as exc:
+            log.warning("first heartbeat failed (%s); the heartbeat retries", exc)
+        self.heartbeat.start(self.supervisor)
+        self.reclaimer.start(self.supervisor)
         self.pipeline.start()
         self.worker.start()
         pc = self.pipeline_config
@@ -104,6 +139,7 @@ class GlueService:
         log.info("ready: %s, worker %s", status, self.worker_id)
         self.notifier.ready(status)
         self._stop_requested.wait()
+        self.supervisor.stopping = True
         self.notifier.stopping(f"finishing in-flight jobs (grace {self.config.shutdown_grace:g}s)")
         self.worker.stop(self.config.shutdown_grace)
         self.pipeline.close()
@@ -114,4 +150,5 @@ class GlueService:
         except redis_lib.RedisError:
             pass
         self.notifier.stop_watchdog()
-        log.info("stopped")
+        log.info("stopped" if self.exit_code == 0 else f"stopped (exit {self.exit_code})")
+        return self.exit_code

@@ -28,6 +28,8 @@ class StageContext:
     redis: Any = None
     worker_id: str = ""
     metrics: Any = None
+    # The process's Supervisor (long-lived greenlets are started under it), or None.
+    supervisor: Any = None
 
 
 class Stage:

@@ -13,6 +13,14 @@ from support.push_node import MODULES, PushNode, default_flavour, missing_module
 from support.redis_server import RedisServer
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "long_outage: a real outage of several minutes (select with -m long_outage, skip with "
+        "-m 'not long_outage'); part of make integration",
+    )
+
+
 def pytest_report_header(config):
     flavour = default_flavour()
     return f"push node flavour: {flavour} ({MODULES[flavour]})"

@@ -9,12 +9,14 @@ import signal
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from realtime_glue.jobqueue import JobFeed
-from support.glue_process import GlueProcess, feed_counts, wait_until, write_config
+from support.glue_process import DEBIAN_PYTHON, GlueProcess, feed_counts, wait_until, write_config
+from support.ports import free_port
 
 CONCURRENCY = 32
 
@@ -200,6 +202,10 @@ def test_redis_restart_with_aof_the_glue_reconnects_and_carries_on(workdir, redi
         collector.close()
 
 
+def _redis_timeouts(log: str, part: str) -> list[str]:
+    return [line for line in log.splitlines() if part in line and "Timeout" in line]
+
+
 def _worker_pids(master_pid: int) -> list[int]:
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children")
     return [int(p) for p in children.read_text().split()] if children.exists() else []
@@ -211,3 +217,78 @@ def _stored_messages(node, channel: str) -> int:
         return int(json.loads(body)["published_messages"])
     _, _, body = node.request("GET", f"/pub?id={channel}", headers={"Accept": "application/json"})
     return int(json.loads(body)["messages"])
+
+
+def test_a_hung_redis_is_noticed_and_the_glue_carries_on_after(workdir, redis_server, push_node):
+    """redis-server stopped with SIGSTOP accepts connections and never answers. The glue runs on
+    Debian's python3-redis 4.3, as the package does (newer redis-py happens to time out some
+    commands on a connection that served a blocking wait, which hides the missing timeout)."""
+    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    glue = GlueProcess(config, "comments", python=DEBIAN_PYTHON).start()
+    collector = Collector(push_node, "faults")
+    push_node.wait_for_subscribers("faults")
+    try:
+        os.kill(redis_server.process.pid, signal.SIGSTOP)  # [redis] timeout: 5 s by default
+        try:
+            # Every loop notices, not only the blocking waits (redis-py 5+ times those out
+            # itself): the heartbeat's plain ZADD hung forever without a socket timeout.
+            wait_until(
+                lambda: _redis_timeouts(glue.log(), "heartbeat"),
+                30,
+                interval=0.5,
+                what="the heartbeat to log that Redis does not answer",
+            )
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        print(_redis_timeouts(glue.log(), "")[:3])
+        ids = JobFeed(redis_server.client(), "comments").put_many([comment(n) for n in range(20)])
+        wait_until(lambda: collector.unique() >= set(ids), 60, interval=0.2, what="jobs after Redis answers")
+        assert glue.alive()
+    finally:
+        glue.terminate()
+        collector.close()
+
+
+def test_a_long_node_outage_keeps_its_backlog_bounded_by_age_and_size(workdir, redis_server, push_node):
+    metrics_port = free_port()
+    config = write_config(workdir, redis_server.url, [push_node.base_url], pipeline_toml())
+    config.write_text(
+        config.read_text()
+        .replace("timeout = 2.0\n", "timeout = 2.0\nmessage_ttl = 10\nbacklog_limit = 5\n")
+        .replace('listen = ""', f'listen = "127.0.0.1:{metrics_port}"')
+    )
+    glue = GlueProcess(config, "comments").start()
+    node_label = f"127.0.0.1:{push_node.port}"
+
+    def status():
+        return json.loads(glue.cli("status", "--json", "--sample", "0").stdout)[0]
+
+    try:
+        push_node.stop()
+        JobFeed(redis_server.client(), "comments").put_many([comment(n, channel="down") for n in range(8)])
+        wait_until(lambda: status()["backlog_dropped"][node_label]["full"] == 3, 30, what="3 over the limit")
+        assert status()["backlog"][node_label] == 5
+        assert (
+            f"backlog {node_label}: 5  FULL: dropping the oldest"
+            in glue.cli("status", "--sample", "0").stdout
+        )
+        assert "is FULL (5 messages): dropping the oldest" in glue.log()
+        # The node stays down past its message TTL: it could not serve them any more.
+        wait_until(
+            lambda: status()["backlog"][node_label] == 0, 60, interval=0.5, what="expired records dropped"
+        )
+        assert status()["backlog_dropped"][node_label] == {"expired": 5, "full": 3}
+        assert "dropped 5 messages held longer than the node's message TTL" in glue.log()
+        metrics = (
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        )
+        assert f'glue_backlog_dropped_total{{node="{node_label}",reason="expired"}} 5.0' in metrics
+        assert f'glue_backlog_dropped_total{{node="{node_label}",reason="full"}} 3.0' in metrics
+        # Back again: new messages flow, nothing stale is replayed.
+        push_node.start()
+        with push_node.events("down") as events:
+            push_node.wait_for_subscribers("down")
+            (new,) = JobFeed(redis_server.client(), "comments").put_many([comment(99, channel="down")])
+            assert json.loads(events.next_event().data)["id"] == new
+    finally:
+        glue.terminate()

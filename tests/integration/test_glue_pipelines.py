@@ -126,9 +126,13 @@ def test_a_key_file_others_can_read_is_refused_naming_the_key(workdir, redis_ser
     )
     config = write_config(workdir, redis_server.url, [push_node.base_url], pipelines)
     result = GlueProcess(config, "comments").cli("check-config")
-    assert result.returncode == 2
+    assert result.returncode == 78  # EX_CONFIG
     assert "pipelines.comments.encrypt.key_file" in result.stderr
     assert "readable by others" in result.stderr
+    # `run` (what systemd starts) says the same and exits 78, so the unit does not restart.
+    run = GlueProcess(config, "comments").cli("run", "comments")
+    assert run.returncode == 78
+    assert "config error: pipelines.comments.encrypt.key_file: key file" in run.stderr
 
 
 def test_file_pipeline_writes_json_lines(workdir, redis_server, push_node):
@@ -235,7 +239,7 @@ def test_retry_puts_stalled_jobs_back_and_run_names_an_unknown_pipeline(workdir,
     finally:
         glue.terminate()
     unknown = glue.cli("run", "nope")
-    assert unknown.returncode == 2
+    assert unknown.returncode == 78
     assert "pipelines.nope" in unknown.stderr
 
 

@@ -101,12 +101,12 @@ def test_claims_of_a_silent_worker_go_back_to_the_queue_with_a_failure(client):
     assert job.id == job_id and job.failures == 1
 
 
-def test_a_live_worker_keeps_its_claims_past_the_timeout(client):
+def test_a_live_worker_keeps_the_claims_it_renews_past_the_timeout(client):
     feed = feed_for(client)
     feed.put("slow job")
-    feed.claim(1)
+    (job,) = feed.claim(1)
     time.sleep(1.1)
-    feed.heartbeat()
+    assert feed.heartbeat(held=[job.id]) == 1
     assert feed.reclaim_expired(visibility_timeout=1, max_failures=5) == (0, 0)
     assert feed.counts()["claimed"] == 1
 
@@ -189,3 +189,105 @@ def test_finish_sends_thoonks_job_finish_notice(client):
     feed.finish([job_id], results=["ok"], notify=True)
     notice = pubsub.get_message(timeout=2)
     assert notice["data"] == f"{job_id}\0ok".encode()
+
+
+def test_a_released_batch_comes_back_in_its_order_ahead_of_newer_jobs(client):
+    feed = feed_for(client)
+    batch = feed.put_many([f"job {n}" for n in range(10)])
+    newer = feed.put("newer")
+    claimed = feed.claim(10)
+    assert [job.id for job in claimed] == batch
+    assert feed.release([job.id for job in claimed]) == 10
+    again = feed.claim(11)
+    assert [job.id for job in again] == [*batch, newer]
+
+
+def test_failed_jobs_of_a_batch_are_retried_in_their_order_before_newer_jobs(client):
+    feed = feed_for(client)
+    batch = feed.put_many([f"job {n}" for n in range(6)])
+    newer = feed.put("newer")
+    feed.claim(6)
+    failed = [batch[1], batch[2], batch[4]]
+    assert feed.cancel(failed) == 3
+    feed.finish([batch[0], batch[3], batch[5]])
+    again = feed.claim(4)
+    assert [job.id for job in again] == [*failed, newer]
+    assert [job.failures for job in again] == [1, 1, 1, 0]
+
+
+def age_claims(client, feed: str, seconds: float) -> None:
+    """Drive the clock: every claim and heartbeat of the feed becomes `seconds` older."""
+    shift = int(seconds * 1000)
+    for key in (f"feed.claimed:{feed}", f"feed.workers:{feed}"):
+        for member, score in client.zrange(key, 0, -1, withscores=True):
+            client.zadd(key, {member: score - shift})
+
+
+def test_a_claim_whose_reply_was_lost_goes_back_although_its_worker_lives(client):
+    feed = feed_for(client, worker="w1")
+    kept, lost = feed.put_many(["kept", "lost"])
+    feed.claim(2)  # the reply with `lost` never reached the worker: it holds only `kept`
+    age_claims(client, "jobs", 60)
+    assert feed.heartbeat(held=[kept]) == 1  # the worker is alive and renews what it holds
+    assert feed.reclaim_expired(visibility_timeout=30, max_failures=5) == (1, 0)
+    assert feed.state(kept) is JobState.CLAIMED
+    (again,) = feed.claim(1)
+    assert again.id == lost and again.failures == 1
+
+
+def test_no_wall_of_orphans_stops_reclaiming(client):
+    feed = feed_for(client, worker="w1")
+    feed.put_many([f"job {n}" for n in range(1500)])
+    assert len(feed.claim(1500)) == 1500  # every reply lost; the worker lives on
+    age_claims(client, "jobs", 60)
+    feed.heartbeat(held=[])
+    assert feed.reclaim_expired(visibility_timeout=30, max_failures=5) == (1500, 0)
+    assert feed.counts()["ready"] == 1500 and feed.counts()["claimed"] == 0
+
+
+def test_a_worker_cannot_finish_cancel_stall_or_release_a_claim_it_lost(client):
+    slow, other = feed_for(client, worker="slow"), feed_for(client, worker="other")
+    job_id = slow.put("job")
+    slow.claim(1)
+    age_claims(client, "jobs", 60)  # slow stopped renewing (paused, partitioned)
+    assert other.reclaim_expired(visibility_timeout=30, max_failures=5) == (1, 0)
+    (job,) = other.claim(1)
+    assert job.id == job_id
+    # slow comes back and acts on the claim it no longer holds: nothing happens.
+    assert slow.finish([job_id]) == 0
+    assert slow.cancel([job_id]) == 0
+    assert slow.release([job_id]) == 0
+    assert slow.stall(job_id, "late") is False
+    assert slow.heartbeat(held=[job_id]) == 0
+    assert feed_for(client).state(job_id) is JobState.CLAIMED
+    assert client.hget("feed.claimedby:jobs", job_id) == b"other"
+    assert other.finish([job_id]) == 1
+    assert client.get("feed.finishes:jobs") == b"1"
+    assert where_is(client, "jobs", job_id) == []
+
+
+def test_trim_drops_what_was_held_too_long_then_the_oldest_beyond_the_limit(client):
+    feed = feed_for(client, "backlog")
+    ids = feed.put_many([f"record {n}" for n in range(6)])
+    for old in ids[:2]:  # held ten minutes ago
+        client.zincrby("feed.published:backlog", -600_000, old)
+    (claimed,) = feed.claim(1)  # a record being delivered is left alone
+    assert claimed.id == ids[0]
+    # Ready: ids[1] (too old), ids[2..5]; a limit of 2 drops ids[2] and ids[3] too.
+    assert feed.trim(max_age=300, max_length=2) == (1, 2)
+    assert [job.id for job in feed_for(client, "backlog", worker="w2").claim(10)] == ids[4:]
+    assert feed.dropped_counts() == {"expired": 1, "full": 2}
+    assert client.hmget("feed.items:backlog", ids[1], ids[2], ids[3]) == [None, None, None]
+    assert feed.state(claimed.id) is JobState.CLAIMED
+
+
+def test_putting_the_same_ids_again_puts_nothing_twice(client):
+    """A hold retried after its reply was lost (Redis killed mid-call) must not duplicate."""
+    feed = feed_for(client, "backlog")
+    assert feed.put_many(["a", "b"], ids=["m1", "m2"]) == ["m1", "m2"]
+    feed.put_many(["a", "b", "c"], ids=["m1", "m2", "m3"])
+    assert [job.id for job in feed.claim(10)] == ["m1", "m2", "m3"]
+    assert client.get("feed.publishes:backlog") == b"3"
+    feed.bury("x", "refused", job_id="d1")
+    feed.bury("x", "refused again", job_id="d1")
+    assert feed.stalled_jobs() == {"d1": "refused"}

@@ -7,15 +7,19 @@ thoonk.py's Job feed issues them (its package does not run on Python 3).
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from realtime_glue.jobqueue import JobFeed
+from support.glue_process import GlueProcess, wait_until, write_config
 
 
-def thoonk_put(client, feed: str, item: str, priority: bool = False) -> str:
-    """thoonk.py Job.put: LPUSH (RPUSH if priority) ids, INCR publishes, HSET item, ZADD published."""
-    job_id = uuid.uuid4().hex
+def thoonk_put(client, feed: str, item: str, priority: bool = False, job_id: str | None = None) -> str:
+    """thoonk.py Job.put: LPUSH (RPUSH if priority) ids, INCR publishes, HSET item, ZADD published.
+    `job_id`: a producer that picks its own ids (thoonk.py takes a uuid4)."""
+    job_id = job_id or uuid.uuid4().hex
     pipe = client.pipeline()
     if priority:
         pipe.rpush(f"feed.ids:{feed}", job_id)
@@ -126,3 +130,31 @@ def test_thoonk_listeners_get_the_job_finish_notice(redis_server):
     feed.claim(1)
     feed.finish([job_id], results=["published"], notify=True)
     assert pubsub.get_message(timeout=2)["data"] == f"{job_id}\0published".encode()
+
+
+def test_a_thoonk_job_id_that_would_forge_a_header_is_stalled_and_never_sent(redis_server, push_node):
+    """A Thoonk producer picks its own job ids; one with CR/LF must not reach a request."""
+    config = write_config(
+        Path(tempfile.mkdtemp(prefix="glue-thoonk-")),
+        redis_server.url,
+        [push_node.base_url],
+        '[pipelines.comments]\npreset = "json-anon-http"\n',
+    )
+    glue = GlueProcess(config, "comments").start()
+    client = redis_server.client()
+    forged = "evil\r\nX-Injected: 1"
+    try:
+        with push_node.events("news") as events:
+            push_node.wait_for_subscribers("news")
+            thoonk_put(client, "comments", json.dumps({"channel": "news", "data": {"n": 1}}), job_id=forged)
+            thoonk_put(client, "comments", json.dumps({"channel": "news", "data": {"n": 2}}), job_id="good")
+            event = events.next_event()
+        assert json.loads(event.data)["id"] == "good"
+        wait_until(
+            lambda: client.sismember("feed.stalled:comments", forged), 10, what="the forged id stalled"
+        )
+        reason = client.hget("feed.stallreasons:comments", forged).decode()
+        assert "cannot be an event id" in reason
+        assert "X-Injected" not in push_node.error_log
+    finally:
+        glue.terminate()

@@ -174,6 +174,63 @@ echo "put=$published finished=$finished queued+claimed+stalled=$left distinct me
 [ "$(show NRestarts glue@demo.service)" = 0 ] || fail "glue@demo restarted on its own (crash or watchdog)"
 ok "no job lost across systemctl restart; no unplanned restart"
 
+step "a wedged glue (SIGSTOP, jobs in flight) is restarted by the watchdog and loses nothing"
+# A stopped process sends no watchdog ping: systemd aborts it after WatchdogSec
+# (SIGABRT, and SIGCONT so it can die) and restarts it; the new process takes
+# the old claims back once their leases expire. Nothing is lost.
+restarts_before=$(show NRestarts glue@demo.service)
+finished_before=$(redis GET feed.finishes:demo)
+wedged_jobs=500
+in_ct sh -c "seq 1 $wedged_jobs | sed 's/.*/{\"channel\": \"wedged\", \"event\": \"message\", \"data\": {\"seq\": &}}/' \
+    | realtime-glue enqueue demo >/dev/null"
+wedged_pid=$(show MainPID glue@demo.service)
+in_ct kill -STOP "$wedged_pid"
+echo "glue@demo (pid $wedged_pid) stopped with ids=$(redis LLEN feed.ids:demo) claimed=$(redis ZCARD feed.claimed:demo)"
+restarted() { [ "$(show NRestarts glue@demo.service)" -gt "$restarts_before" ] && [ "$(show MainPID glue@demo.service)" != "$wedged_pid" ]; }
+wait_for 180 "systemd restarted the wedged glue@demo" restarted
+in_ct journalctl -u glue@demo.service --no-pager -n 40 | grep -E 'Watchdog timeout|Fatal Python error|Current thread|killed|Failed with result' || true
+in_ct journalctl -u glue@demo.service --no-pager | grep -q 'Watchdog timeout' \
+    || fail "the journal does not say the watchdog restarted glue@demo"
+wait_for 240 "all $wedged_jobs jobs of the wedged glue finished" delivered $((finished_before + wedged_jobs))
+wedged_pushed=$(in_ct sh -c "grep '/pub?id=wedged ' /run/pushed.log | grep -o '\"seq\": *[0-9]*' | sort -u | wc -l")
+left=$(( $(redis LLEN feed.ids:demo) + $(redis ZCARD feed.claimed:demo) + $(redis SCARD feed.stalled:demo) ))
+echo "finished=$(redis GET feed.finishes:demo) queued+claimed+stalled=$left distinct wedged messages pushed=$wedged_pushed"
+[ "$left" = 0 ] || fail "jobs left behind after the watchdog restart"
+[ "$wedged_pushed" = "$wedged_jobs" ] || fail "the push node saw $wedged_pushed of $wedged_jobs messages"
+[ "$(in_ct systemctl is-active glue@demo.service)" = active ] || fail "glue@demo not active after the watchdog restart"
+ok "watchdog restart after $(show WatchdogUSec glue@demo.service); NRestarts=$(show NRestarts glue@demo.service); nothing lost"
+
+step "a config error stops the unit with status 78 (EX_CONFIG) instead of restarting it"
+# glue@nosuch names a pipeline the config does not have.
+in_ct systemctl start glue@nosuch.service || true
+config_failed() { [ "$(show ActiveState glue@nosuch.service)" = failed ]; }
+wait_for 60 "glue@nosuch failed" config_failed
+sleep 7  # longer than RestartSec: a restart would have happened by now
+in_ct systemctl status --no-pager glue@nosuch.service | tee /tmp/glue-nosuch-status.txt || true
+[ "$(show ExecMainStatus glue@nosuch.service)" = 78 ] || fail "glue@nosuch exited $(show ExecMainStatus glue@nosuch.service), not 78"
+[ "$(show NRestarts glue@nosuch.service)" = 0 ] || fail "glue@nosuch was restarted on a config error"
+grep -q 'status=78/CONFIG' /tmp/glue-nosuch-status.txt || fail "systemctl status does not show status=78/CONFIG"
+grep -q 'config error: pipelines.nosuch' /tmp/glue-nosuch-status.txt || fail "systemctl status does not show the config error"
+in_ct systemctl reset-failed glue@nosuch.service
+ok "status=78/CONFIG, the key named, not restarted"
+
+step "the journal has the glue's priorities and fields (journalctl -p warning, GLUE_NODE=)"
+in_ct systemctl stop fake-push-node
+in_ct realtime-glue enqueue demo '{"channel": "journal", "event": "message", "data": {"seq": 1}}'
+warned() { in_ct journalctl -u glue@demo.service -p warning --no-pager | grep -q 'push node 127.0.0.1:80 is failing'; }
+wait_for 60 "a warning at priority warning in the journal" warned
+in_ct journalctl -u glue@demo.service -p warning --no-pager -n 5
+node_entry=$(in_ct journalctl GLUE_NODE=127.0.0.1:80 GLUE_PIPELINE=demo -p warning -o json -n 1 --no-pager)
+echo "$node_entry" | python3 -c 'import json, sys; e = json.load(sys.stdin); assert e["PRIORITY"] == "4" and e["SYSLOG_IDENTIFIER"] == "glue@demo", e; print("PRIORITY", e["PRIORITY"], "GLUE_NODE", e["GLUE_NODE"], "MESSAGE", e["MESSAGE"])' \
+    || fail "no journal entry with GLUE_NODE and priority 4"
+if in_ct journalctl -u glue@demo.service --no-pager -o cat -n 200 | grep -q 'glue@demo realtime_glue'; then
+    fail "log messages still repeat the unit's glue@demo identifier"
+fi
+in_ct systemd-run --unit=fake-push-node python3 /srv/package-test/fake_push_node.py /run/pushed.log
+journal_delivered() { in_ct grep -q '/pub?id=journal ' /run/pushed.log; }
+wait_for 120 "the held message delivered once the push node is back" journal_delivered
+ok "warnings at priority 4 with GLUE_PIPELINE and GLUE_NODE; the message was held and delivered"
+
 step "staggered restart timers: a stable offset per pipeline"
 in_ct systemctl enable --now glue-restart@demo.timer glue-restart@comments.timer
 next() { show NextElapseUSecRealtime "glue-restart@$1.timer"; }

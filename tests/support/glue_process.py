@@ -12,6 +12,10 @@ from pathlib import Path
 
 import redis
 
+GLUE_SOURCE = Path(__file__).resolve().parents[2] / "glue"
+# The interpreter and python3-* libraries the .deb runs on (redis-py 4.3 on Debian 12).
+DEBIAN_PYTHON = "/usr/bin/python3"
+
 
 def write_config(directory: Path, redis_url: str, nodes: list[str], pipelines: str, extra: str = "") -> Path:
     """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables."""
@@ -42,17 +46,37 @@ listen = ""
 
 
 class GlueProcess:
-    """`python -m realtime_glue.cli run PIPELINE` with a NOTIFY_SOCKET we read READY from."""
+    """`python -m realtime_glue.cli run PIPELINE` with a NOTIFY_SOCKET we read READY from.
 
-    def __init__(self, config: Path, pipeline: str, python: str = sys.executable):
+    `env` adds to its environment (e.g. WATCHDOG_USEC); `fault` is Python run in the
+    glue process before the command (after the CLI's gevent monkey-patching), to
+    inject a fault the glue cannot otherwise be made to have, e.g. a part that dies.
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        pipeline: str,
+        python: str = sys.executable,
+        env: dict | None = None,
+        fault: str | None = None,
+    ):
         self.config = config
         self.pipeline = pipeline
         self.python = python
+        self.env = env or {}
+        self.fault = fault
         self.process: subprocess.Popen | None = None
         self.log_path = Path(tempfile.mkstemp(prefix=f"glue-{pipeline}-", suffix=".log")[1])
 
     def command(self, *args: str) -> list[str]:
-        return [self.python, "-m", "realtime_glue.cli", "--config", str(self.config), *args]
+        options = ["--config", str(self.config), *args]
+        if self.fault:
+            program = (
+                f"import sys\nimport realtime_glue.cli\n{self.fault}\nsys.exit(realtime_glue.cli.main())"
+            )
+            return [self.python, "-c", program, *options]
+        return [self.python, "-m", "realtime_glue.cli", *options]
 
     def start(self, wait_ready: bool = True, timeout: float = 20) -> GlueProcess:
         import socket
@@ -61,7 +85,9 @@ class GlueProcess:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(notify_path))
         self.notify.settimeout(timeout)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1", **self.env}
+        if self.python == DEBIAN_PYTHON:
+            env["PYTHONPATH"] = str(GLUE_SOURCE)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             self.command("run", self.pipeline), stdout=self._log, stderr=subprocess.STDOUT, env=env
@@ -72,7 +98,8 @@ class GlueProcess:
 
     def wait_for(self, field: str, timeout: float = 20) -> str:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            self.notify.settimeout(left)
             try:
                 datagram = self.notify.recv(4096).decode()
             except TimeoutError:
@@ -81,8 +108,26 @@ class GlueProcess:
                 return datagram
         raise TimeoutError(f"glue never sent {field}; log:\n{self.log()}")
 
+    def datagrams(self, seconds: float) -> list[str]:
+        """Every sd_notify message the glue sends within `seconds`."""
+        received = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.notify.settimeout(left)
+            try:
+                received.append(self.notify.recv(4096).decode())
+            except TimeoutError:
+                break
+        return received
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
+
+    def wait(self, timeout: float = 30) -> int:
+        """The exit status once the glue exits on its own."""
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
 
     def terminate(self, timeout: float = 30) -> int:
         if self.process is None:
@@ -102,7 +147,10 @@ class GlueProcess:
         return self.process is not None and self.process.poll() is None
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(*args), input=input, capture_output=True, text=True, timeout=60)
+        env = {**os.environ, "PYTHONPATH": str(GLUE_SOURCE)} if self.python == DEBIAN_PYTHON else None
+        return subprocess.run(
+            self.command(*args), input=input, capture_output=True, text=True, timeout=60, env=env
+        )
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.05, what: str = "condition"):

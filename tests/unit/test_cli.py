@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 GLUE = Path(__file__).resolve().parents[2] / "glue"
+# sysexits.h EX_CONFIG: systemd shows it as status=78/CONFIG and the unit does not restart on it.
+EX_CONFIG = 78
 SHIPPED_CONFIG = GLUE / "etc" / "glue.toml"
 
 
@@ -59,21 +61,21 @@ def test_the_shipped_config_checks_out():
         ("[pipeline.x]\n", "pipeline: unknown section"),
     ],
 )
-def test_a_bad_config_exits_2_naming_the_key(config, message, tmp_path):
+def test_a_bad_config_exits_78_naming_the_key(config, message, tmp_path):
     path = tmp_path / "glue.toml"
     path.write_text(config)
     result = realtime_glue("-c", str(path), "check-config")
-    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.returncode == EX_CONFIG, (result.stdout, result.stderr)
     assert f"realtime-glue: config error: {message}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "OK" not in result.stdout
 
 
-def test_an_unparsable_config_exits_2_naming_the_file(tmp_path):
+def test_an_unparsable_config_exits_78_naming_the_file(tmp_path):
     path = tmp_path / "glue.toml"
     path.write_text("[redis\n")
     result = realtime_glue("-c", str(path), "check-config")
-    assert result.returncode == 2
+    assert result.returncode == EX_CONFIG
     assert result.stderr.startswith(f"realtime-glue: config error: {path} is not valid TOML: ")
 
 
@@ -87,15 +89,15 @@ def test_a_key_file_others_can_read_is_named_with_its_pipeline(tmp_path):
         f"[pipelines.s]\npreset = 'json-secure-http'\n[pipelines.s.encrypt]\nkey_file = '{key}'\n"
     )
     result = realtime_glue("-c", str(path), "check-config")
-    assert result.returncode == 2
+    assert result.returncode == EX_CONFIG
     assert "config error: pipelines.s.encrypt.key_file: key file" in result.stderr
     os.chmod(key, 0o600)
     assert realtime_glue("-c", str(path), "check-config").returncode == 0
 
 
-def test_a_missing_config_file_exits_2(tmp_path):
+def test_a_missing_config_file_exits_78(tmp_path):
     result = realtime_glue("-c", str(tmp_path / "absent.toml"), "check-config")
-    assert result.returncode == 2
+    assert result.returncode == EX_CONFIG
     assert "config error: cannot read config file" in result.stderr
 
 

@@ -62,6 +62,7 @@ def test_toml_and_yaml_load_the_same(raw, name, tmp_path):
     path.write_bytes(raw)
     config = load_config(str(path))
     assert config.redis_url == "redis://127.0.0.1:6380/2"
+    assert config.redis_timeout == 5.0  # a hung Redis is noticed by default
     assert config.visibility_timeout == 12.0 and isinstance(config.visibility_timeout, float)
     assert config.max_failures == 3
     assert config.claim_batch == 64
@@ -73,7 +74,12 @@ def test_toml_and_yaml_load_the_same(raw, name, tmp_path):
     assert comments.concurrency == 8
     assert comments.stage_options["anonymize"] == {"drop": ["author.email"]}
     # The http stage inherits the push nodes and timeout.
-    assert comments.stage_options["http"] == {"nodes": config.push_nodes, "timeout": 2}
+    assert comments.stage_options["http"] == {
+        "nodes": config.push_nodes,
+        "timeout": 2,
+        "message_ttl": 300.0,  # push_stream_message_ttl's default
+        "backlog_limit": 100_000,
+    }
     archive = config.pipeline("archive")
     assert archive.feed == "comments-archive"
     assert archive.stages == ["json", "format", "file"]
@@ -129,8 +135,11 @@ def test_unknown_pipeline_key_is_named():
         (b"[queue]\nvisibility_timeout=0\n", "queue.visibility_timeout", "seconds > 0"),
         (b"[queue]\nmax_failures=1.5\n", "queue.max_failures", "integer"),
         (b"[redis]\nurl='http://x'\n", "redis.url", "redis://"),
+        (b"[redis]\ntimeout=1\n", "redis.timeout", "seconds >= 2"),
         (b"[push]\nnodes=['10.0.0.1']\n", "push.nodes[0]", r"an http\(s\)://"),
         (b"[push]\nnodes='http://x'\n", "push.nodes", "expected list"),
+        (b"[push]\nmessage_ttl=0\n", "push.message_ttl", "seconds > 0"),
+        (b"[push]\nbacklog_limit=0\n", "push.backlog_limit", "integer >= 1"),
         (b"[metrics]\nlisten='localhost'\n", "metrics.listen", "host:port"),
         (b"pipelines = 3\n", "pipelines", "expected a table"),
     ],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import message
 
+from realtime_glue.errors import Reject
 from realtime_glue.stages.format import Format
 
 
@@ -33,3 +35,13 @@ def test_channel_can_be_left_out(context):
     out = Format({"include_channel": False}, context).process(message(job_id="j"))
     assert "channel" not in json.loads(out.body)
     assert json.loads(out.body)["id"] == "j"
+
+
+@pytest.mark.parametrize(
+    "job_id", ["j1\r\nX-Injected: 1", "j1\nevent: forged", "with space", "", "x" * 129, "caf\u00e9"]
+)
+def test_a_job_id_that_cannot_be_an_event_id_is_rejected(context, job_id):
+    """The job id becomes an HTTP header and an EventSource `id:` line: CR, LF and the rest
+    would let a producer forge headers or events (a Thoonk producer may pick any id)."""
+    with pytest.raises(Reject, match="cannot be an event id"):
+        Format({}, context).process(message(job_id=job_id))

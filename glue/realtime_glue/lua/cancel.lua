@@ -1,24 +1,25 @@
--- cancel: give claimed jobs back to the queue. With count_failure = "1" the
--- job's failure count rises (Thoonk's cancel); a shutdown releases without it.
--- ARGV: count_failure, id, id, ...
+-- cancel: give claimed jobs back to the queue at its front, in the order given,
+-- so a batch given back is consumed again in claim order, before newer jobs.
+-- With count_failure = "1" the job's failure count rises (Thoonk's cancel: a
+-- job that keeps failing is stalled after max_failures, so it cannot hold the
+-- queue for long); a shutdown releases without it. Only claims this worker
+-- still holds are given back.
+-- ARGV: worker, count_failure, id, id, ... (oldest first)
 local claimed = KEYS[1]
 local cancelled = KEYS[2]
 local ids = KEYS[3]
 local claimedby = KEYS[4]
-local count_failure = ARGV[1] == '1'
+local worker, count_failure = ARGV[1], ARGV[2] == '1'
 
 local released = 0
-for i = 2, #ARGV do
+-- Ids are consumed from the right: push the last one first, so the first is consumed first.
+for i = #ARGV, 3, -1 do
     local id = ARGV[i]
-    if redis.call('ZREM', claimed, id) == 1 then
+    if redis.call('HGET', claimedby, id) == worker and redis.call('ZREM', claimed, id) == 1 then
         if count_failure then
-            -- A failed job goes to the back, so it cannot block the queue.
             redis.call('HINCRBY', cancelled, id, 1)
-            redis.call('LPUSH', ids, id)
-        else
-            -- A released job was never tried: it keeps its place at the front.
-            redis.call('RPUSH', ids, id)
         end
+        redis.call('RPUSH', ids, id)
         redis.call('HDEL', claimedby, id)
         released = released + 1
     end

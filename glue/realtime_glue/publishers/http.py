@@ -1,20 +1,36 @@
 """http: publish the message to every push node at once.
 
-The job is done when every node has the message or holds it in that node's
-backlog: one failing node never holds up the others, and never loses a
-message.
+Each node has its own sender (node_sender.py), the one greenlet that sends to
+it, in claim order: straight to the node while it takes messages, through its
+backlog in Redis while it does not. A batch hands each message to every
+node's sender without yielding (so batches keep their order on every node)
+and waits for what became of it.
+
+The job is done when every node has the message, holds it in its backlog,
+or refused it for good (then it is in that node's dead-letter): one failing
+node never holds up the others, and never loses a message. A message every
+node refuses is stalled with their answers.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 
-from ..errors import ConfigError, PublishFailed, Reject, TransientFailure
+import gevent
+from redis.exceptions import RedisError
+
+from ..backoff import Backoff
+from ..errors import ConfigError, PublishFailed, PublishRefused, Reject, TransientFailure
 from ..jobqueue import JobFeed
 from ..message import Message
 from ..stage import Stage
-from .backlog import NodeBacklog, backlog_feed_name
+from ..supervisor import idle, pause, spawn_part
+from .node_sender import DEFAULT_MAX_AGE, DEFAULT_MAX_MESSAGES, NodeSender, Sent, backlog_feed_name
 from .push_node import PushNode
+
+log = logging.getLogger(__name__)
 
 
 class HttpPublish(Stage):
@@ -28,14 +44,30 @@ class HttpPublish(Stage):
         self.timeout = timeout
         # Keep-alive connections per node; a channel always uses the same one.
         connections = self.option("connections", int, 8, lambda v: v > 0, "must be positive")
+        # A node cannot serve a message older than its message TTL: its backlog drops those.
+        max_age = self.option("message_ttl", float, DEFAULT_MAX_AGE, lambda v: v > 0, "seconds > 0")
+        max_messages = self.option(
+            "backlog_limit", int, DEFAULT_MAX_MESSAGES, lambda v: v > 0, "must be positive"
+        )
         metrics = self.context.metrics
         self.nodes = []
         for url in urls:
             try:
-                self.nodes.append(PushNode(url, timeout=timeout, connections=connections, metrics=metrics))
+                self.nodes.append(
+                    PushNode(
+                        url,
+                        timeout=timeout,
+                        connections=connections,
+                        metrics=metrics,
+                        spawn=lambda run, url=url: spawn_part(
+                            self.context.supervisor, f"connection writer to {PushNode.label_of(url)}", run
+                        ),
+                    )
+                )
             except ValueError as exc:
                 raise ConfigError("nodes", str(exc)) from None
-        self.backlogs = {}
+        # Without Redis (check-config, status) there are no backlogs: a failure fails the job.
+        self.senders: dict[str, NodeSender] = {}
         if self.context.redis is not None:
             for node in self.nodes:
                 feed = JobFeed(
@@ -43,17 +75,34 @@ class HttpPublish(Stage):
                     backlog_feed_name(self.context.pipeline, node.label),
                     worker_id=self.context.worker_id or None,
                 )
-                self.backlogs[node.label] = NodeBacklog(node, feed, metrics=metrics)
+                self.senders[node.label] = NodeSender(
+                    node, feed, metrics=metrics, max_age=max_age, max_messages=max_messages
+                )
+        self.stopping = False
 
     def start(self) -> None:
-        for backlog in self.backlogs.values():
-            backlog.start()
+        for sender in self.senders.values():
+            sender.start(self.context.supervisor)
 
     def backlog_feeds(self) -> list[JobFeed]:
-        return [b.feed for b in self.backlogs.values()]
+        return [sender.feed for sender in self.senders.values()]
+
+    def backlog_holders(self) -> list[tuple[JobFeed, Callable[[], list[str]]]]:
+        """Each backlog's feed and the records its sender holds (for the heartbeat)."""
+        return [(sender.feed, sender.held_ids) for sender in self.senders.values()]
+
+    def dead_letter_feeds(self) -> dict[str, JobFeed]:
+        """Each node's dead-letter (its backlog feed's stalled set), by node."""
+        return {label: sender.feed for label, sender in self.senders.items()}
 
     def status(self) -> dict:
-        return {"backlog": {label: backlog.depth() for label, backlog in self.backlogs.items()}}
+        senders = self.senders.items()
+        return {
+            "backlog": {label: sender.depth() for label, sender in senders},
+            "dead_letters": {label: sender.dead_letter_count() for label, sender in senders},
+            "backlog_dropped": {label: sender.feed.dropped_counts() for label, sender in senders},
+            "backlog_limit": next(iter(self.senders.values())).max_messages if self.senders else None,
+        }
 
     def process(self, message: Message) -> Message:
         (error,) = self.process_batch([message])
@@ -62,46 +111,100 @@ class HttpPublish(Stage):
         return message
 
     def process_batch(self, messages: list[Message]) -> list[Exception | None]:
-        """Publish a batch: every POST is queued first, then the answers are awaited.
-
-        Returns, per message, None or the error that fails it. A node that
-        fails (or is known down) gets the message in its backlog instead.
-        """
+        """Publish a batch; returns, per message, None or the error that fails it."""
         errors: list[Exception | None] = [None] * len(messages)
-        waiting = []
-        held = []
+        sendable = []
         for index, message in enumerate(messages):
             if message.body is None:
                 errors[index] = Reject("http: the message has no body (put a format stage before http)")
                 continue
-            for node in self.nodes:
-                backlog = self.backlogs.get(node.label)
-                if backlog is not None and backlog.down:
-                    # Queue behind the held messages so the node gets them in order.
-                    held.append((index, node, "node is down"))
-                else:
-                    waiting.append(
-                        (index, node, node.start_publish(message.channel, message.event_id, message.body))
-                    )
-        deadline = time.monotonic() + self.timeout
-        for index, node, pending in waiting:
-            try:
-                node.finish_publish(pending, max(0.0, deadline - time.monotonic()))
-            except PublishFailed as exc:
-                if node.label in self.backlogs:
-                    held.append((index, node, str(exc)))
-                else:
-                    errors[index] = exc
-        for index, node, reason in sorted(held, key=lambda h: h[0]):
-            message = messages[index]
-            try:
-                self.backlogs[node.label].hold(message.channel, message.event_id, message.body, reason)
-            except Exception as exc:  # Redis away: the job is retried later
-                errors[index] = TransientFailure(f"http: cannot hold the message for {node.label}: {exc}")
+            problem = PushNode.unsendable(message.channel, message.event_id)
+            if problem:
+                errors[index] = Reject(f"http: {problem}")
+                continue
+            sendable.append(index)
+        if not self.senders:
+            self._publish_directly(messages, sendable, errors)
+            return errors
+        # Handing every message to every sender never yields: batches keep their order.
+        results = {
+            index: [
+                (
+                    label,
+                    sender.submit(messages[index].channel, messages[index].event_id, messages[index].body),
+                )
+                for label, sender in self.senders.items()
+            ]
+            for index in sendable
+        }
+        with idle():  # the senders are watched themselves
+            gevent.wait([result for pairs in results.values() for _, result in pairs])
+        for index, pairs in results.items():
+            errors[index] = self._outcome(messages[index], pairs)
         return errors
 
+    def _outcome(self, message: Message, pairs: list) -> Exception | None:
+        refusals = []
+        for _label, result in pairs:
+            if not result.successful():
+                return result.exception  # the glue stopped before it was delivered or held
+            sent, refusal = result.value
+            if sent is Sent.REFUSED:
+                refusals.append(refusal)
+        if not refusals:
+            return None
+        if len(refusals) == len(pairs):
+            # No node has it: the job is stalled with their answers, not dead-lettered N times.
+            if len(refusals) == 1:
+                return refusals[0]
+            answers = "; ".join(str(exc) for exc in refusals)
+            return PublishRefused(
+                refusals[0].node, refusals[0].status, f"every push node refused the message: {answers}"
+            )
+        for refusal in refusals:
+            sender = self.senders[refusal.node]
+            failure = self._retry_redis(
+                sender, sender.dead_letter, message.channel, message.event_id, message.body, refusal
+            )
+            if failure is not None:
+                return TransientFailure(f"http: cannot dead-letter the message for {refusal.node}: {failure}")
+        return None
+
+    def _publish_directly(self, messages: list[Message], indexes: list[int], errors: list) -> None:
+        """No backlogs: every POST queued, then the answers; a failure fails the job."""
+        sent = [
+            (
+                index,
+                node,
+                node.start_publish(messages[index].channel, messages[index].event_id, messages[index].body),
+            )
+            for index in indexes
+            for node in self.nodes
+        ]
+        deadline = time.monotonic() + self.timeout
+        for index, node, pending in sent:
+            try:
+                node.finish_publish(pending, max(0.0, deadline - time.monotonic()))
+            except (PublishFailed, PublishRefused) as exc:
+                errors[index] = errors[index] or exc
+
+    def _retry_redis(self, sender: NodeSender, write, *args) -> Exception | None:
+        """Run a Redis write until it succeeds (Redis away: backoff); None, or the last error
+        if the glue is stopping meanwhile (the job is then given back)."""
+        backoff = Backoff()
+        while True:
+            try:
+                write(*args)
+                return None
+            except (RedisError, OSError) as exc:
+                if self.stopping:
+                    return exc
+                log.warning("cannot write to the dead-letter (%s); retrying", exc, extra=sender.fields)
+                pause(backoff.failed())
+
     def close(self) -> None:
-        for backlog in self.backlogs.values():
-            backlog.stop()
+        self.stopping = True
+        for sender in self.senders.values():
+            sender.stop()
         for node in self.nodes:
             node.close()

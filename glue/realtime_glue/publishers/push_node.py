@@ -1,7 +1,11 @@
 """One push node's publisher contract: what a publish is, and what its answer means.
 
 POST <node>/pub?id=<channel> with the body as is and an `Event-ID` header
-that is the same on every node. 200, 201 and 202 mean stored.
+that is the same on every node. 200, 201 and 202 mean stored. Any other 4xx
+but 408 (request timeout) and 429 (too many requests) means the node refuses
+this message for good (PublishRefused, with the start of its answer); any
+other answer, no answer in time or a lost connection means it failed this
+time (PublishFailed).
 
 Order: every message of a channel is sent under the channel as its key, so
 the pipelined client (../http_client.py) carries it over the same keep-alive
@@ -12,15 +16,27 @@ node with Last-Event-ID without missing a message.
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import quote, urlsplit
 
 import gevent
 
-from ..errors import PublishFailed
+from ..channels import channel_problem, event_id_problem
+from ..errors import PublishFailed, PublishRefused, Reject
 from ..http_client import PipelinedHttpClient, Response
 
 DELIVERED = (200, 201, 202)
+# 4xx answers that say "not now" rather than "never".
+TRY_AGAIN = (408, 429)
+EXCERPT_CHARS = 200
+
+
+def excerpt(body: bytes) -> str:
+    """The start of an answer's body as one line of text (tags and spacing removed)."""
+    text = re.sub(r"<[^>]*>", " ", body.decode("utf-8", "replace"))
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text[:EXCERPT_CHARS] or "(no body)"
 
 
 class PushNode:
@@ -50,7 +66,20 @@ class PushNode:
             spawn=spawn,
         )
 
+    @staticmethod
+    def unsendable(channel, event_id) -> str | None:
+        """Why a message with this channel and event id cannot be published, or None."""
+        problem = channel_problem(channel, wildcard_prefix="") or (
+            event_id_problem(event_id) if event_id is not None else None
+        )
+        return f"the message cannot be sent: {problem}" if problem else None
+
     def _request(self, channel: str, event_id: str | None, body: bytes) -> bytes:
+        # Checked here, where the values enter a request line and a header, whatever
+        # stages ran before (or whatever a backlog record in Redis says).
+        problem = self.unsendable(channel, event_id)
+        if problem:
+            raise Reject(f"{self.label}: {problem}")
         head = [
             f"POST {self.path_prefix}/pub?id={quote(channel, safe=':@=')} HTTP/1.1".encode(),
             b"Host: " + self._host_header,
@@ -77,8 +106,11 @@ class PushNode:
             raise PublishFailed(f"{self.label}: {type(exc).__name__}: {exc}") from None
         if self.metrics is not None:
             self.metrics.publish_seconds.labels(node=self.label).observe(time.monotonic() - started)
-        if response.status not in DELIVERED:
-            raise PublishFailed(f"{self.label}: HTTP {response.status}")
+        if response.status in DELIVERED:
+            return
+        if 400 <= response.status < 500 and response.status not in TRY_AGAIN:
+            raise PublishRefused(self.label, response.status, excerpt(response.body))
+        raise PublishFailed(f"{self.label}: HTTP {response.status}")
 
     def publish(self, channel: str, event_id: str | None, body: bytes) -> None:
         """POST one message and wait for the answer."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from ..channels import event_id_problem
+from ..errors import Reject
 from ..message import Message
 from ..stage import Stage
 
@@ -21,6 +23,9 @@ class Format(Stage):
 
     def process(self, message: Message) -> Message:
         message.event_id = message.event_id or message.job_id
+        problem = event_id_problem(message.event_id)
+        if problem:
+            raise Reject(f"format: job id {message.event_id!r} cannot be an event id: {problem}")
         body = {"id": message.event_id}
         if self.include_channel:
             body["channel"] = message.channel

@@ -220,9 +220,8 @@ class OriginBacklog(Actor):
         finally:
             self.feed.finish(finished)  # skips the stalled ones, no longer claimed
             done = set(finished)
-            # Released ids go back to the consuming end one by one: newest first,
-            # so the oldest is claimed first again.
-            self.feed.release([j.id for j in reversed(jobs) if j.id not in done])
+            # Released ids go back to the front in the order given: the oldest is claimed first again.
+            self.feed.release([j.id for j in jobs if j.id not in done])
         self.metrics.backlog_depth(self.origin, self.depth())
         return Drained(len(jobs), len(retry_ids), retry_after)
 
