@@ -10,18 +10,25 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+from redis.exceptions import RedisError  # noqa: E402
+
 from . import __version__  # noqa: E402
 from .config import GlueConfig, config_path, load_config  # noqa: E402
-from .errors import ConfigError  # noqa: E402
+from .errors import ConfigError, PutNotReplicated  # noqa: E402
 from .jobqueue import JobFeed, JobState  # noqa: E402
 from .logs import setup_logging  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
+from .primary_watch import describe_primary, redis_status  # noqa: E402
 from .stage import StageContext  # noqa: E402
 from .webpush.commands import add_commands as add_webpush_commands  # noqa: E402
 
 # sysexits.h: systemd shows these by name (status=78/CONFIG), and glue@.service
 # does not restart on EX_CONFIG: a bad config stays bad until someone edits it.
 EX_CONFIG = 78
+# A durable put not confirmed by enough replicas: queued, try again later.
+EX_TEMPFAIL = 75
+# check-config: the sentinels know the service but name no working primary now.
+EX_UNAVAILABLE = 69
 
 
 def main(argv=None) -> int:
@@ -41,6 +48,11 @@ def main(argv=None) -> int:
     p.add_argument("pipeline", help="a pipeline name (its feed is used) or feed:NAME")
     p.add_argument("payload", nargs="?", help="the job payload (JSON); omit to read lines from stdin")
     p.add_argument("--priority", action="store_true", help="consume before the jobs already queued")
+    p.add_argument(
+        "--durable",
+        action="store_true",
+        help="return only once a replica has the jobs ([redis] durable_replicas); else exit 75",
+    )
     p.set_defaults(func=cmd_enqueue)
 
     p = sub.add_parser("status", help="depth, claimed, stalled, backlog per node and rates of each pipeline")
@@ -76,19 +88,26 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"realtime-glue: config error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except PutNotReplicated as exc:
+        # Queued all the same: their ids, then why they may not survive a failover.
+        print("\n".join(exc.job_ids))
+        print(f"realtime-glue: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except BrokenPipeError:
         return 0
 
 
 def _redis(config: GlueConfig):
-    from .service import connect_redis
+    from .redis_connection import connect_redis
 
     return connect_redis(config)
 
 
 def _feed(config: GlueConfig, target: str) -> JobFeed:
     name = target[5:] if target.startswith("feed:") else config.pipeline(target).feed
-    return JobFeed(_redis(config), name)
+    return JobFeed(
+        _redis(config), name, durable_replicas=config.durable_replicas, durable_timeout=config.durable_timeout
+    )
 
 
 def cmd_run(args, config: GlueConfig) -> int:
@@ -103,7 +122,7 @@ def cmd_run(args, config: GlueConfig) -> int:
 def cmd_enqueue(args, config: GlueConfig) -> int:
     feed = _feed(config, args.pipeline)
     if args.payload is not None:
-        print(feed.put(args.payload, priority=args.priority))
+        print(feed.put(args.payload, priority=args.priority, durable=args.durable))
         return 0
     batch = []
     for line in sys.stdin:
@@ -111,10 +130,10 @@ def cmd_enqueue(args, config: GlueConfig) -> int:
         if line:
             batch.append(line)
         if len(batch) >= 500:
-            print("\n".join(feed.put_many(batch, priority=args.priority)))
+            print("\n".join(feed.put_many(batch, priority=args.priority, durable=args.durable)))
             batch = []
     if batch:
-        print("\n".join(feed.put_many(batch, priority=args.priority)))
+        print("\n".join(feed.put_many(batch, priority=args.priority, durable=args.durable)))
     return 0
 
 
@@ -190,13 +209,17 @@ def cmd_status(args, config: GlueConfig) -> int:
             first[name] = again
     rows = [first[n] for n in names]
     memory = redis_memory(redis)
+    primary = redis_status(redis)
     for row in rows:
         row["redis_memory"] = memory
+        row["redis"] = primary
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if memory["warning"]:
         print(f"WARNING: {memory['warning']}")
+    if primary["sentinel"]:
+        print(describe_primary(primary))
     for row in rows:
         age = row["oldest_unfinished_seconds"]
         print(f"{row['pipeline']} (feed {row['feed']}):")
@@ -259,6 +282,18 @@ def cmd_retry(args, config: GlueConfig) -> int:
 
 
 def cmd_check_config(args, config: GlueConfig) -> int:
+    if config.redis_sentinel is not None:
+        from .redis_connection import check_sentinels
+
+        try:
+            found = check_sentinels(config)
+        except RedisError as exc:  # they know the service, but no primary works now
+            print(f"realtime-glue: redis: {exc}", file=sys.stderr)
+            return EX_UNAVAILABLE
+        print(
+            f"redis: service {config.redis_sentinel.service}: primary {found.primary[0]}:{found.primary[1]}"
+            f" (sentinel {found.sentinel}, epoch {found.epoch})"
+        )
     for name, pc in sorted(config.pipelines.items()):
         try:
             pipeline = build_pipeline(

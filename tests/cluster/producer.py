@@ -21,7 +21,7 @@ import time
 
 from realtime_glue.config import load_config
 from realtime_glue.jobqueue import JobFeed
-from realtime_glue.service import connect_redis
+from realtime_glue.redis_connection import connect_redis
 
 DEMO_TEXTS = ["first!", "nice one", "agreed", "source?", "great news", "what a game", "rain again"]
 DEMO_CHANNELS = {"news": 3, "sports": 5, "weather": 1}  # at most this many jobs a second

@@ -17,14 +17,18 @@ GLUE_SOURCE = Path(__file__).resolve().parents[2] / "glue"
 DEBIAN_PYTHON = "/usr/bin/python3"
 
 
-def write_config(directory: Path, redis_url: str, nodes: list[str], pipelines: str, extra: str = "") -> Path:
-    """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables."""
+def write_config(
+    directory: Path, redis_url: str, nodes: list[str], pipelines: str, extra: str = "", redis_table: str = ""
+) -> Path:
+    """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables; `redis_table`,
+    when given, is the [redis] table's content in place of `url = redis_url`."""
     path = directory / "glue.toml"
     node_list = ", ".join(f'"{n}"' for n in nodes)
+    redis_table = redis_table or f'url = "{redis_url}"'
     path.write_text(
         f"""
 [redis]
-url = "{redis_url}"
+{redis_table}
 
 [queue]
 visibility_timeout = 3

@@ -12,14 +12,17 @@ import time
 from pathlib import Path
 
 import redis
-from realtime_glue.redis_connection import SentinelAnswer, choose_primary, parse_master_state
 
+from realtime_glue.redis_connection import SentinelAnswer, choose_primary, parse_master_state
 from support.ports import free_port
 from support.redis_server import REDIS_SERVER, RedisServer
 
 SERVICE = "realtime-glue"
-PASSWORD = "data port secret"
-SENTINEL_PASSWORD = "sentinel port secret"
+# No spaces or quotes: Redis 7.0's sentinel writes these back to its file unquoted
+# (sentinel-pass, auth-pass), and could not read such a file again (the redis role
+# refuses such passwords in the sentinel topology).
+PASSWORD = "data-port-secret"
+SENTINEL_PASSWORD = "sentinel-port-secret"
 
 
 def _quoted(value: str) -> str:
@@ -119,7 +122,8 @@ class SentinelDeployment:
         ]
         options = {"down-after-milliseconds": down_after_ms, "failover-timeout": 10_000}
         self.sentinels = [
-            SentinelProcess(first.port, service, password, sentinel_password, options) for _ in range(sentinels)
+            SentinelProcess(first.port, service, password, sentinel_password, options)
+            for _ in range(sentinels)
         ]
 
     def start(self, timeout: float = 30) -> SentinelDeployment:
@@ -159,6 +163,18 @@ class SentinelDeployment:
         reply = sentinel.client(socket_timeout=2).execute_command("SENTINEL", "MASTER", self.service)
         return parse_master_state(reply)
 
+    def redis_table(self, directory: Path) -> str:
+        """The glue's [redis] table for this deployment (password files written to `directory`)."""
+        (directory / "redis.password").write_text(self.password + "\n")
+        (directory / "sentinel.password").write_text(self.sentinel_password + "\n")
+        listed = ", ".join(f'"{address}"' for address in self.sentinel_addresses)
+        return (
+            f"sentinels = [{listed}]\n"
+            f'service = "{self.service}"\n'
+            f'password_file = "{directory / "redis.password"}"\n'
+            f'sentinel_password_file = "{directory / "sentinel.password"}"\n'
+        )
+
     @property
     def sentinel_addresses(self) -> list[str]:
         return [sentinel.address for sentinel in self.sentinels]
@@ -175,7 +191,10 @@ class SentinelDeployment:
                 continue
             answers.append(
                 SentinelAnswer(
-                    sentinel.address, ("127.0.0.1", int(state["port"])), int(state["config-epoch"]), state["flags"]
+                    sentinel.address,
+                    ("127.0.0.1", int(state["port"])),
+                    int(state["config-epoch"]),
+                    state["flags"],
                 )
             )
         chosen = choose_primary(answers)
