@@ -89,6 +89,8 @@ package-test: repo
 # Benchmarks, not tests: one glue process's throughput as ratios to wrk and to a
 # seed-style loop, enqueue -> EventSource latency, RSS with 10,000 jobs in
 # flight; printed and saved to bench/results/ (see bench/glue_bench.py).
+# Then 1, 2 and 3 glue instances over a partitioned feed beside one instance
+# alone on a plain feed, as ratios (see bench/partition_bench.py).
 # Then encrypted Web Push messages per second from one glue process beside the
 # plain http stage, as ratios (see bench/webpush_bench.py; BENCH_GLUE_PYTHON=
 # /usr/bin/python3 runs the glue on Debian's python3-* packages).
@@ -103,6 +105,7 @@ package-test: repo
 # The node benches take /tmp/rg-bench.lock: two at once would measure each other.
 bench: deps push-stream-module
 	$(PY) bench/glue_bench.py
+	$(PY) bench/partition_bench.py
 	$(PY) bench/webpush_bench.py
 	$(PY) bench/failover_bench.py
 	flock /tmp/rg-bench.lock $(PY) bench/node_settings.py

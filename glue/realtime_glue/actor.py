@@ -21,7 +21,7 @@ class Actor:
 
     def start(self, supervisor: Supervisor | None = None) -> Actor:
         """Run the actor; under a supervisor, its death stops the glue and its progress is watched."""
-        self.greenlet = spawn_part(supervisor, self.name, self._main)
+        self.greenlet = spawn_part(supervisor, self.name, self._main, told_to_stop=lambda: self.stopping)
         return self
 
     def send(self, message) -> None:

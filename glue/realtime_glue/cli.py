@@ -17,6 +17,7 @@ from .config import GlueConfig, config_path, load_config  # noqa: E402
 from .errors import ConfigError, PutNotReplicated  # noqa: E402
 from .jobqueue import JobFeed, JobState  # noqa: E402
 from .logs import setup_logging  # noqa: E402
+from .partitions import PartitionedFeed  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
 from .primary_watch import describe_primary, redis_status  # noqa: E402
 from .stage import StageContext  # noqa: E402
@@ -103,11 +104,13 @@ def _redis(config: GlueConfig):
     return connect_redis(config)
 
 
-def _feed(config: GlueConfig, target: str) -> JobFeed:
-    name = target[5:] if target.startswith("feed:") else config.pipeline(target).feed
-    return JobFeed(
-        _redis(config), name, durable_replicas=config.durable_replicas, durable_timeout=config.durable_timeout
-    )
+def _feed(config: GlueConfig, target: str) -> JobFeed | PartitionedFeed:
+    if target.startswith("feed:"):
+        return JobFeed(_redis(config), target[5:])
+    pc = config.pipeline(target)
+    if pc.partitions > 1:  # stalled jobs and retries over every partition
+        return PartitionedFeed(_redis(config), pc.feed, pc.partitions)
+    return JobFeed(_redis(config), pc.feed)
 
 
 def cmd_run(args, config: GlueConfig) -> int:
@@ -119,8 +122,24 @@ def cmd_run(args, config: GlueConfig) -> int:
     return GlueService(config, args.pipeline).run()
 
 
+def _producer(config: GlueConfig, target: str) -> PartitionedFeed:
+    """Where `enqueue` puts jobs: the pipeline's feed, or its channel's partition of it."""
+    durability = {"durable_replicas": config.durable_replicas, "durable_timeout": config.durable_timeout}
+    if target.startswith("feed:"):
+        return PartitionedFeed(_redis(config), target[5:], **durability)
+    pc = config.pipeline(target)
+    return PartitionedFeed(_redis(config), pc.feed, pc.partitions, **durability)
+
+
 def cmd_enqueue(args, config: GlueConfig) -> int:
-    feed = _feed(config, args.pipeline)
+    try:
+        return _enqueue(args, _producer(config, args.pipeline))
+    except ValueError as exc:  # a partitioned feed needs the job's channel
+        print(f"realtime-glue: enqueue: {exc}", file=sys.stderr)
+        return 1
+
+
+def _enqueue(args, feed: PartitionedFeed) -> int:
     if args.payload is not None:
         print(feed.put(args.payload, priority=args.priority, durable=args.durable))
         return 0
@@ -181,9 +200,11 @@ def redis_memory(redis) -> dict:
 
 def pipeline_status(config: GlueConfig, name: str, redis) -> dict:
     pc = config.pipeline(name)
-    feed = JobFeed(redis, pc.feed)
+    feed = PartitionedFeed(redis, pc.feed, pc.partitions)
     status = {"pipeline": name, "feed": pc.feed, **feed.counts()}
     status["oldest_unfinished_seconds"] = feed.oldest_unfinished_age()
+    if pc.partitions > 1:
+        status["partitions"] = feed.partition_status()
     status["backlog"] = {}
     pipeline = _built(config, name, redis)
     try:
@@ -229,6 +250,9 @@ def cmd_status(args, config: GlueConfig) -> int:
         )
         if "publishes_per_second" in row:
             print(f"  rates: put {row['publishes_per_second']}/s  finished {row['finishes_per_second']}/s")
+        for part in row.get("partitions", []):
+            states = "  ".join(f"{state.value} {part[state.value]}" for state in JobState)
+            print(f"  partition {part['feed']}: {states}  held by {part['holder'] or 'nobody'}")
         limit = row.get("backlog_limit")
         for node, depth in row["backlog"].items():
             dropped = row.get("backlog_dropped", {}).get(node, {})
@@ -302,7 +326,8 @@ def cmd_check_config(args, config: GlueConfig) -> int:
         except ConfigError as exc:
             raise exc.under(f"pipelines.{name}") from None
         pipeline.close()
-        print(f"pipeline {name}: feed {pc.feed}: {' -> '.join(pc.stages)}")
+        feed = pc.feed if pc.partitions == 1 else f"{pc.feed} in {pc.partitions} partitions"
+        print(f"pipeline {name}: feed {feed}: {' -> '.join(pc.stages)}")
     print(f"{config.path}: OK")
     return 0
 

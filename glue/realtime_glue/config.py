@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .partitions import partition_feed_names
 from .registry import PRESETS, STAGES
 
 DEFAULT_PATH = "/etc/realtime-glue/glue.toml"
@@ -28,6 +29,8 @@ REDIS_KEYS = (
     "durable_timeout",
 )
 ENV_PATH = "REALTIME_GLUE_CONFIG"
+# Partitions per pipeline, at most: each held one costs its instance a claim loop and a connection.
+MAX_PARTITIONS = 256
 
 
 @dataclass
@@ -41,6 +44,13 @@ class PipelineConfig:
     # host:port of this pipeline's Prometheus endpoint, "" for none.
     metrics_listen: str = ""
     stage_options: dict[str, dict] = field(default_factory=dict)
+    # The feed is read as this many partitions (feed.0 ... feed.N-1), each by one instance at a time.
+    partitions: int = 1
+
+    @property
+    def feeds(self) -> list[str]:
+        """The Thoonk feeds the pipeline reads: its feed, or its partitions' feeds."""
+        return partition_feed_names(self.feed, self.partitions)
 
 
 @dataclass
@@ -293,7 +303,16 @@ class _Reader:
 
     def pipeline(self, name: str, pipelines: dict, config: GlueConfig) -> PipelineConfig:
         where = f"pipelines.{name}"
-        known = ("feed", "preset", "stages", "concurrency", "mirror_feed", "metrics_listen", *STAGES)
+        known = (
+            "feed",
+            "preset",
+            "stages",
+            "concurrency",
+            "mirror_feed",
+            "metrics_listen",
+            "partitions",
+            *STAGES,
+        )
         table = self.table(pipelines, name, where, known)
         preset = self.value(table, "preset", where, str, "")
         stages = self.value(table, "stages", where, list, [])
@@ -334,4 +353,13 @@ class _Reader:
             mirror_feed=self.value(table, "mirror_feed", where, str, ""),
             metrics_listen=self._listen(table, where),
             stage_options={k: v for k, v in options.items() if v},
+            partitions=self.value(
+                table,
+                "partitions",
+                where,
+                int,
+                1,
+                lambda v: 1 <= v <= MAX_PARTITIONS,
+                f"an integer from 1 to {MAX_PARTITIONS}",
+            ),
         )

@@ -22,13 +22,15 @@ Holder = tuple[JobFeed, Callable[[], Iterable[str]]]
 
 
 class Heartbeat(Actor):
-    def __init__(self, holders: list[Holder], interval: float):
+    def __init__(self, holders: list[Holder] | Callable[[], list[Holder]], interval: float):
+        """`holders`: a list, or a function returning the holders now (partitions come and go)."""
         super().__init__(name="heartbeat")
         self.holders = holders
         self.interval = interval
 
     def beat_once(self) -> None:
-        for feed, held in self.holders:
+        holders = self.holders() if callable(self.holders) else self.holders
+        for feed, held in holders:
             feed.heartbeat(held=list(held()))
 
     def run(self) -> None:

@@ -20,6 +20,12 @@ The glue adds three keys Thoonk does not read, to close Thoonk's gaps:
     feed.stallreasons:<f>  hash id -> why the job was stalled
     feed.dropped:<f>       hash expired|full -> items trim() dropped (backlogs only)
 
+and, for a partitioned feed (partitions.py, lease.py):
+
+    feed.lease:<partition>  the token of the one instance processing the partition (SET NX PX)
+    feed.instances:<f>      zset instance -> last beat (ms): the instances sharing the partitions
+    feed.partitioning:<f>   how many partitions <f> is read in (absent: one, the feed itself)
+
 Every operation is one Lua script, so a worker that dies between two commands
 leaves each id in exactly one of ids, claimed or stalled.
 
@@ -111,6 +117,18 @@ class FeedKeys:
     @property
     def workers(self) -> str:
         return f"feed.workers:{self.feed}"
+
+    @property
+    def lease(self) -> str:
+        return f"feed.lease:{self.feed}"
+
+    @property
+    def instances(self) -> str:
+        return f"feed.instances:{self.feed}"
+
+    @property
+    def partitioning(self) -> str:
+        return f"feed.partitioning:{self.feed}"
 
     @property
     def stallreasons(self) -> str:
@@ -207,13 +225,16 @@ class JobFeed:
         return {reason: int(counts.get(reason.encode(), 0)) for reason in ("expired", "full")}
 
     # --- consuming -----------------------------------------------------------
-    def claim(self, count: int = 1, mirror: JobFeed | None = None) -> list[ClaimedJob]:
+    def claim(self, count: int = 1, mirror: JobFeed | None = None, lease_token: str = "") -> list[ClaimedJob]:
         """Claim up to `count` ready jobs for this worker, oldest first.
 
         With `mirror`, each claimed job is also put on the mirror feed in the
-        same step (a shadow pipeline reads that feed).
+        same step (a shadow pipeline reads that feed). With `lease_token`, the
+        claim is made only while feed.lease holds that token, else Redis
+        answers an error starting with FENCED (lease.py).
         """
-        flat = self._run("claim", [self.worker_id, count, "1" if mirror is not None else "0"], mirror=mirror)
+        args = [self.worker_id, count, "1" if mirror is not None else "0", lease_token]
+        flat = self._run("claim", args, mirror=mirror)
         return [ClaimedJob(_text(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def wait_for_jobs(self, timeout: float) -> bool:

@@ -11,12 +11,15 @@ import gevent.event
 import redis as redis_lib
 
 from .backoff import backoff_delay
+from .balancer import PartitionBalancer
 from .config import GlueConfig
 from .errors import ConfigError
 from .heartbeat import Heartbeat
 from .jobqueue import JobFeed, new_worker_id
 from .metrics import GlueMetrics
 from .notify import SystemdNotifier
+from .partition_workers import PartitionWorkers
+from .partitions import record_partitioning
 from .pipeline import build_pipeline
 from .primary_watch import PrimaryWatch
 from .reclaimer import Reclaimer
@@ -56,27 +59,35 @@ class GlueService:
             self.pipeline = build_pipeline(pc.name, pc.stages, pc.stage_options, context, pc.preset)
         except ConfigError as exc:
             raise exc.under(f"pipelines.{pc.name}") from None
-        self.feed = JobFeed(self.redis, pc.feed, worker_id=self.worker_id)
-        mirror = JobFeed(self.redis, pc.mirror_feed) if pc.mirror_feed else None
-        self.worker = PipelineWorker(
-            self.feed,
-            self.pipeline,
-            concurrency=pc.concurrency,
-            claim_batch=config.claim_batch,
-            max_failures=config.max_failures,
-            mirror=mirror,
-            metrics=self.metrics,
-            finish_notices=config.finish_notices,
-            supervisor=self.supervisor,
-        )
+        self.feeds = [JobFeed(self.redis, name, worker_id=self.worker_id) for name in pc.feeds]
+        self.feed = self.feeds[0]
+        self.mirror = JobFeed(self.redis, pc.mirror_feed) if pc.mirror_feed else None
+        interval = max(0.05, config.visibility_timeout / 3)
+        if pc.partitions == 1:
+            self.worker = self._worker(self.feed)
+            self.balancer = None
+            holders = lambda: [(self.feed, self.worker.held_ids)]  # noqa: E731
+        else:
+            # Each partition by one instance at a time: a worker per partition this one holds.
+            self.worker = None
+            self.partitions = PartitionWorkers(self._worker, config.shutdown_grace)
+            self.metrics.in_flight.set_function(self.partitions.in_flight)
+            self.balancer = PartitionBalancer(
+                self.redis,
+                pc.feed,
+                pc.feeds,
+                self.worker_id,
+                ttl=config.visibility_timeout,
+                open_partition=self.partitions.open,
+                close_partition=self.partitions.close,
+            )
+            holders = self.partitions.holders
         http = self.pipeline.stage("http")
         backlog_holders = http.backlog_holders() if http is not None else []
-        self.heartbeat = Heartbeat(
-            [(self.feed, self.worker.held_ids), *backlog_holders],
-            interval=max(0.05, config.visibility_timeout / 3),
-        )
+        self.heartbeat = Heartbeat(lambda: [*holders(), *backlog_holders], interval=interval)
+        # Every partition, held here or not: a dead instance's claims are reclaimed by the living.
         self.reclaimer = Reclaimer(
-            [self.feed, *(feed for feed, _ in backlog_holders)],
+            [*self.feeds, *(feed for feed, _ in backlog_holders)],
             config.visibility_timeout,
             config.max_failures,
             self.metrics,
@@ -84,6 +95,19 @@ class GlueService:
         self._stop_requested = gevent.event.Event()
         # Sentinel: follows failovers (drops the connections to an old primary).
         self.primary_watch = PrimaryWatch(self.redis, self.metrics) if config.redis_sentinel else None
+
+    def _worker(self, feed: JobFeed) -> PipelineWorker:
+        return PipelineWorker(
+            feed,
+            self.pipeline,
+            concurrency=self.pipeline_config.concurrency,
+            claim_batch=self.config.claim_batch,
+            max_failures=self.config.max_failures,
+            mirror=self.mirror,
+            metrics=self.metrics,
+            finish_notices=self.config.finish_notices,
+            supervisor=self.supervisor,
+        )
 
     def wait_for_redis(self) -> None:
         if self.config.redis_sentinel is not None:
@@ -148,6 +172,11 @@ class GlueService:
         self.wait_for_redis()
         if self._stop_requested.is_set():
             return self.exit_code
+        pc = self.pipeline_config
+        try:
+            record_partitioning(self.redis, pc.feed, pc.partitions)
+        except ValueError as exc:
+            raise ConfigError(f"pipelines.{pc.name}.partitions", str(exc)) from None
         if self.pipeline_config.metrics_listen:
             self.metrics.serve(self.pipeline_config.metrics_listen)
         if self.primary_watch is not None:
@@ -159,22 +188,31 @@ class GlueService:
         self.heartbeat.start(self.supervisor)
         self.reclaimer.start(self.supervisor)
         self.pipeline.start()
-        self.worker.start()
-        pc = self.pipeline_config
+        if self.balancer is not None:
+            self.balancer.start(self.supervisor)
+        else:
+            self.worker.start()
         status = f"pipeline {pc.name} ({' -> '.join(pc.stages)}) on feed {pc.feed}"
+        if pc.partitions > 1:
+            status += f" in {pc.partitions} partitions"
         log.info("ready: %s, worker %s", status, self.worker_id)
         self.notifier.ready(status)
         self._stop_requested.wait()
         self.supervisor.stopping = True
         self.notifier.stopping(f"finishing in-flight jobs (grace {self.config.shutdown_grace:g}s)")
-        self.worker.stop(self.config.shutdown_grace)
+        if self.balancer is not None:
+            # Every partition's worker settles what it holds, then its lease is released.
+            self.balancer.stop(self.config.shutdown_grace + 10)
+        else:
+            self.worker.stop(self.config.shutdown_grace)
         self.pipeline.close()
         self.reclaimer.stop()
         self.heartbeat.stop()
         if self.primary_watch is not None:
             self.primary_watch.stop()
         try:
-            self.feed.leave()
+            for feed in self.feeds:
+                feed.leave()
         except redis_lib.RedisError:
             pass
         self.notifier.stop_watchdog()

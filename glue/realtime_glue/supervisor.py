@@ -110,22 +110,26 @@ class Supervisor:
         # Why the glue stops on its own (a part died), or None.
         self.failure: str | None = None
 
-    def spawn(self, name: str, run: Callable, *args) -> gevent.Greenlet:
-        """Start a long-lived part: if it ever ends while the glue is not stopping, the glue stops."""
-        return gevent.spawn(self._run_part, name, run, *args)
+    def spawn(self, name: str, run: Callable, *args, told_to_stop: Callable[[], bool] | None = None):
+        """Start a long-lived part: if it ever ends while the glue is not stopping, the glue stops.
 
-    def _run_part(self, name: str, run: Callable, *args) -> None:
+        `told_to_stop` says whether the part itself was asked to stop (a partition's
+        worker when the partition is handed over): then it may end while the glue runs.
+        """
+        return gevent.spawn(self._run_part, name, run, told_to_stop, *args)
+
+    def _run_part(self, name: str, run: Callable, told_to_stop, *args) -> None:
         with self.track(name):
             try:
                 run(*args)
             except gevent.GreenletExit:
                 return  # stopped on purpose (killed)
             except BaseException as exc:
-                if not self.stopping:
+                if not self.stopping and not (told_to_stop and told_to_stop()):
                     log.critical("%s died: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
                     self._died(f"{name} died: {type(exc).__name__}: {exc}")
                 raise
-        if not self.stopping:
+        if not self.stopping and not (told_to_stop and told_to_stop()):
             log.critical("%s ended although the glue is not stopping", name)
             self._died(f"{name} ended")
 
@@ -161,11 +165,17 @@ class Supervisor:
         return "; ".join(f"{p.name} stuck for {p.stuck_for():.0f}s at {p.where()}" for p in stuck)
 
 
-def spawn_part(supervisor: Supervisor | None, name: str, run: Callable, *args) -> gevent.Greenlet:
+def spawn_part(
+    supervisor: Supervisor | None,
+    name: str,
+    run: Callable,
+    *args,
+    told_to_stop: Callable[[], bool] | None = None,
+) -> gevent.Greenlet:
     """Start a long-lived part under `supervisor`, or as a plain greenlet without one (tests, CLI)."""
     if supervisor is None:
         return gevent.spawn(run, *args)
-    return supervisor.spawn(name, run, *args)
+    return supervisor.spawn(name, run, *args, told_to_stop=told_to_stop)
 
 
 @contextmanager

@@ -157,7 +157,9 @@ class PipelineWorker:
 
     def start(self) -> None:
         self.finisher.start(self.supervisor)
-        self._loop = spawn_part(self.supervisor, "claim loop", self.claim_loop)
+        self._loop = spawn_part(
+            self.supervisor, "claim loop", self.claim_loop, told_to_stop=lambda: self.stopping
+        )
 
     def held_ids(self) -> list[str]:
         return list(self.held)

@@ -225,12 +225,14 @@ def age_claims(client, feed: str, seconds: float) -> None:
 
 def test_a_claim_whose_reply_was_lost_goes_back_although_its_worker_lives(client):
     feed = feed_for(client, worker="w1")
-    kept, lost = feed.put_many(["kept", "lost"])
-    feed.claim(2)  # the reply with `lost` never reached the worker: it holds only `kept`
+    kept, lost, later = feed.put_many(["kept", "lost", "later"])
+    feed.claim(1)
+    feed.claim(1)  # this reply never reached the worker: it holds `kept` and, claimed next, `later`
+    feed.claim(1)
     age_claims(client, "jobs", 60)
-    assert feed.heartbeat(held=[kept]) == 1  # the worker is alive and renews what it holds
+    assert feed.heartbeat(held=[kept, later]) == 2  # the worker is alive and renews what it holds
     assert feed.reclaim_expired(visibility_timeout=30, max_failures=5) == (1, 0)
-    assert feed.state(kept) is JobState.CLAIMED
+    assert feed.state(kept) is JobState.CLAIMED and feed.state(later) is JobState.CLAIMED
     (again,) = feed.claim(1)
     assert again.id == lost and again.failures == 1
 

@@ -14,6 +14,10 @@
 # `make package-test` runs it for both releases (tests/package/test-releases.sh).
 # Each step is printed; the container is removed on exit, pass or fail.
 set -euo pipefail
+
+# grep -q stops reading at the first match; the writer then dies of SIGPIPE and,
+# under pipefail, the whole pipeline fails although the line was there.
+contains() { grep "$@" >/dev/null; }
 cd "$(dirname "$0")/../.."
 root=$PWD
 suite=${1:-bookworm}
@@ -189,7 +193,7 @@ echo "glue@demo (pid $wedged_pid) stopped with ids=$(redis LLEN feed.ids:demo) c
 restarted() { [ "$(show NRestarts glue@demo.service)" -gt "$restarts_before" ] && [ "$(show MainPID glue@demo.service)" != "$wedged_pid" ]; }
 wait_for 180 "systemd restarted the wedged glue@demo" restarted
 in_ct journalctl -u glue@demo.service --no-pager -n 40 | grep -E 'Watchdog timeout|Fatal Python error|Current thread|killed|Failed with result' || true
-in_ct journalctl -u glue@demo.service --no-pager | grep -q 'Watchdog timeout' \
+in_ct journalctl -u glue@demo.service --no-pager | contains 'Watchdog timeout' \
     || fail "the journal does not say the watchdog restarted glue@demo"
 wait_for 240 "all $wedged_jobs jobs of the wedged glue finished" delivered $((finished_before + wedged_jobs))
 wedged_pushed=$(in_ct sh -c "grep '/pub?id=wedged ' /run/pushed.log | grep -o '\"seq\": *[0-9]*' | sort -u | wc -l")
@@ -217,13 +221,13 @@ ok "status=78/CONFIG, the key named, not restarted"
 step "the journal has the glue's priorities and fields (journalctl -p warning, GLUE_NODE=)"
 in_ct systemctl stop fake-push-node
 in_ct realtime-glue enqueue demo '{"channel": "journal", "event": "message", "data": {"seq": 1}}'
-warned() { in_ct journalctl -u glue@demo.service -p warning --no-pager | grep -q 'push node 127.0.0.1:80 is failing'; }
+warned() { in_ct journalctl -u glue@demo.service -p warning --no-pager | contains 'push node 127.0.0.1:80 is failing'; }
 wait_for 60 "a warning at priority warning in the journal" warned
 in_ct journalctl -u glue@demo.service -p warning --no-pager -n 5
 node_entry=$(in_ct journalctl GLUE_NODE=127.0.0.1:80 GLUE_PIPELINE=demo -p warning -o json -n 1 --no-pager)
 echo "$node_entry" | python3 -c 'import json, sys; e = json.load(sys.stdin); assert e["PRIORITY"] == "4" and e["SYSLOG_IDENTIFIER"] == "glue@demo", e; print("PRIORITY", e["PRIORITY"], "GLUE_NODE", e["GLUE_NODE"], "MESSAGE", e["MESSAGE"])' \
     || fail "no journal entry with GLUE_NODE and priority 4"
-if in_ct journalctl -u glue@demo.service --no-pager -o cat -n 200 | grep -q 'glue@demo realtime_glue'; then
+if in_ct journalctl -u glue@demo.service --no-pager -o cat -n 200 | contains 'glue@demo realtime_glue'; then
     fail "log messages still repeat the unit's glue@demo identifier"
 fi
 in_ct systemd-run --unit=fake-push-node python3 /srv/package-test/fake_push_node.py /run/pushed.log
@@ -299,9 +303,9 @@ case $suite in
         in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$module_package" 2>&1 | tail -n 3
         installed=$(in_ct dpkg-query -W -f '${Version}' "$module_package")
         [ "$installed" = "$(dpkg-deb --field "$repo/$ours" Version)" ] || fail "installed $module_package $installed, not ours"
-        in_ct apt-cache madison "$module_package" | grep -F "$installed" | grep -q 'file:/srv/realtime-glue-repo' \
+        in_ct apt-cache madison "$module_package" | grep -F "$installed" | contains 'file:/srv/realtime-glue-repo' \
             || fail "$module_package $installed did not come from the repository"
-        in_ct dpkg-query -W -f '${Depends}\n' "$module_package" | grep -q 'nginx-abi-1.22.1-7' \
+        in_ct dpkg-query -W -f '${Depends}\n' "$module_package" | contains 'nginx-abi-1.22.1-7' \
             || fail "$module_package does not depend on Debian 12's nginx ABI"
         loads || fail "nginx does not load $module"
         ok "$module_package $installed from the repository (Depends: $(in_ct dpkg-query -W -f '${Depends}' "$module_package")); nginx $(in_ct dpkg-query -W -f '${Version}' nginx) loads it"
@@ -315,14 +319,14 @@ case $suite in
             fail "apt installed $ours (built for Debian 12's nginx) on $suite"
         fi
         echo "$refused" | tail -n 6
-        echo "$refused" | grep -q 'nginx-abi-1.22.1-7' || fail "apt's refusal does not name the nginx ABI"
-        in_ct dpkg-query -W -f '${Status}' "$module_package" 2>/dev/null | grep -q '^install ok installed' \
+        echo "$refused" | contains 'nginx-abi-1.22.1-7' || fail "apt's refusal does not name the nginx ABI"
+        in_ct dpkg-query -W -f '${Status}' "$module_package" 2>/dev/null | contains '^install ok installed' \
             && fail "$module_package got installed anyway"
         in_ct systemctl is-active --quiet nginx.service || fail "nginx is not running after the refused install"
         ok "apt refused $ours: $(echo "$refused" | grep -m1 -o 'Depends: nginx-abi[^ ]*.*')"
         in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$module_package" 2>&1 | tail -n 3
         installed=$(in_ct dpkg-query -W -f '${Version}' "$module_package")
-        in_ct apt-cache madison "$module_package" | grep -F "$installed" | grep -q 'deb.debian.org' \
+        in_ct apt-cache madison "$module_package" | grep -F "$installed" | contains 'deb.debian.org' \
             || fail "$module_package $installed is not Debian's"
         loads || fail "nginx does not load $module"
         ok "Debian's $module_package $installed (Depends: $(in_ct dpkg-query -W -f '${Depends}' "$module_package")); nginx $(in_ct dpkg-query -W -f '${Version}' nginx) loads it"

@@ -57,6 +57,19 @@ def test_parts_stopped_on_purpose_are_no_deaths(supervisor, deaths):
     assert deaths == [] and supervisor.health() is None
 
 
+def test_a_part_told_to_stop_may_end_while_the_glue_runs(supervisor, deaths):
+    # A partition handed over: its claim loop ends, the glue runs on.
+    told = False
+    loop = supervisor.spawn("claim loop", lambda: gevent.sleep(0), told_to_stop=lambda: told)
+    told = True
+    gevent.wait([loop], timeout=5)
+    assert deaths == []
+    # One that was not told to stop, and ends, still stops the glue.
+    other = supervisor.spawn("claim loop", lambda: None, told_to_stop=lambda: False)
+    gevent.wait([other], timeout=5)
+    assert deaths == ["claim loop ended"]
+
+
 def test_a_part_busy_in_one_step_past_the_timeout_is_stuck(supervisor):
     clock = supervisor.clock
     steps = []
