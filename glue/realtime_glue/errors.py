@@ -49,6 +49,7 @@ class PutNotReplicated(GlueError):
         self.job_ids = job_ids
         self.acknowledged = acknowledged
         self.wanted = wanted
+        self.timeout = timeout
 
 
 class JobError(GlueError):

@@ -56,9 +56,15 @@ def deployment():
     redis_deployment.cleanup()
 
 
-def glue_config(workdir: Path, deployment: SentinelDeployment, nodes: list[str], extra: str = "") -> Path:
+def glue_config(
+    workdir: Path,
+    deployment: SentinelDeployment,
+    nodes: list[str],
+    extra: str = "",
+    pipelines: str = PIPELINE,
+) -> Path:
     return write_config(
-        workdir, "", nodes, PIPELINE, extra=extra, redis_table=deployment.redis_table(workdir)
+        workdir, "", nodes, pipelines, extra=extra, redis_table=deployment.redis_table(workdir)
     )
 
 
@@ -284,6 +290,39 @@ def test_durable_puts_are_acknowledged_by_a_replica_or_say_they_may_not_survive(
     queued = done.stdout.strip()
     assert primary.client().hexists("feed.items:comments", queued)
     assert "0 of 1 replica(s) confirmed" in done.stderr and "may or may not survive" in done.stderr
+
+
+def test_durable_enqueue_on_a_partitioned_pipeline_waits_on_every_partition_it_puts_to(workdir, deployment):
+    pipelines = PIPELINE + "partitions = 4\n"
+    config_path = glue_config(workdir, deployment, ["http://127.0.0.1:9"], pipelines=pipelines)
+    config_path.write_text(
+        config_path.read_text().replace("[redis]\n", "[redis]\ndurable_timeout = 0.5\n", 1)
+    )
+    glue = GlueProcess(config_path, "comments")
+    lines = "".join(comment(channel, 1) + "\n" for channel in CHANNELS)
+    done = glue.cli("enqueue", "--durable", "comments", input=lines)
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    primary = deployment.primary()
+    replicas = [server for server in deployment.servers if server is not primary]
+    on_partitions = {
+        job_id: [n for n in range(4) if replicas[0].client().hexists(f"feed.items:comments.{n}", job_id)]
+        for job_id in ids
+    }
+    assert len(ids) == len(CHANNELS) and all(len(where) == 1 for where in on_partitions.values())
+
+    # Without replicas: every job is still queued, every id printed, exit 75.
+    primary.client().config_set("min-replicas-to-write", 0)
+    for replica in replicas:
+        replica.kill()
+    done = glue.cli("enqueue", "--durable", "comments", input=lines)
+    assert done.returncode == 75, done.stderr
+    ids = done.stdout.split()
+    assert len(ids) == len(CHANNELS)
+    assert all(
+        any(primary.client().hexists(f"feed.items:comments.{n}", job_id) for n in range(4)) for job_id in ids
+    )
+    assert "0 of 1 replica(s) confirmed" in done.stderr
 
 
 def test_check_config_and_run_name_the_wrong_key(workdir, deployment):
