@@ -6,7 +6,8 @@ container killed: a power cut). Every acknowledged job must reach EventSource
 subscribers on both push nodes; the time from the loss until jobs put after it
 arrive is printed (target under 15 s), with duplicates and whether each node kept
 the put order (printed, not asserted: the glue publishes concurrently, see
-test_failover.py). Then the old primary comes back and rejoins as a replica."""
+test_failover.py; also appended to build/artifacts/cluster-redis-failover.txt). Then
+the old primary comes back and rejoins as a replica."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from support.cluster import REPO, FailoverSubscriber, missing_and_order
 from support.glue_process import wait_until
 
 RATE = 200
+ARTIFACTS = REPO / "build" / "artifacts"
 SECONDS = 25
 
 
@@ -83,11 +85,16 @@ def lose_primary_under_load(cluster, push_nodes, channel, lose, bring_back) -> N
                 f"{node.name}: {len(missing)} acknowledged jobs never arrived: {missing[:5]}"
             )
             figures.append(f"{node.name}: duplicates {duplicates}, in put order {in_order}")
-        print(
-            f"\n{lose.__doc__}: primary {old.name} -> {new.name}; jobs flow again {flowing_after:.1f}s after"
+        line = (
+            f"{lose.__doc__}: primary {old.name} -> {new.name}; jobs flow again {flowing_after:.1f}s after"
             f" the loss (target < 15 s); {len(ids)} acknowledged durable puts at {RATE}/s;"
             f" {'; '.join(figures)}"
         )
+        print(f"\n{line}")
+        # pytest keeps a passing test's output to itself: the figures also go to a file.
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with (ARTIFACTS / "cluster-redis-failover.txt").open("a") as figures_file:
+            figures_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
         assert new.name != old.name
     finally:
         producer.stop()
