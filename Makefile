@@ -86,9 +86,11 @@ package-test: repo
 	tests/package/test-releases.sh
 
 ## --- bench ------------------------------------------------------------------
-# Benchmarks, not tests: one glue process's throughput as ratios to wrk and to a
-# seed-style loop, enqueue -> EventSource latency, RSS with 10,000 jobs in
-# flight; printed and saved to bench/results/ (see bench/glue_bench.py).
+# Benchmarks, not tests: one glue process saturated as ratios to wrk and to a
+# seed-style loop; at 2,000 msg/s its CPU per job as a ratio to saturated and its
+# enqueue -> EventSource latency as a ratio to the node alone; RSS with 10,000
+# jobs in flight; printed and saved to bench/results/ (see bench/glue_bench.py).
+# BENCH_BEFORE=<git ref> also measures that commit's glue in the same run.
 # Then 1, 2 and 3 glue instances over a partitioned feed beside one instance
 # alone on a plain feed, as ratios (see bench/partition_bench.py).
 # Then encrypted Web Push messages per second from one glue process beside the
@@ -104,8 +106,8 @@ package-test: repo
 # the chart bench/results/node-capacity.png (Debian's python3 + matplotlib).
 # The node benches take /tmp/rg-bench.lock: two at once would measure each other.
 bench: deps push-stream-module
-	$(PY) bench/glue_bench.py
-	$(PY) bench/partition_bench.py
+	BENCH_BEFORE=$(BENCH_BEFORE) flock /tmp/rg-bench.lock $(PY) bench/glue_bench.py
+	flock /tmp/rg-bench.lock $(PY) bench/partition_bench.py
 	$(PY) bench/webpush_bench.py
 	$(PY) bench/failover_bench.py
 	flock /tmp/rg-bench.lock $(PY) bench/node_settings.py

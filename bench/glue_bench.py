@@ -4,16 +4,25 @@ All on loopback, with a real redis-server, a real nginx push node (the
 default flavour, push-stream, from its Debian package) and the real
 `realtime-glue run` process:
 
-1. throughput of json -> anonymize -> format -> http -> finish over a
+1. saturated: json -> anonymize -> format -> http -> finish over a
    pre-loaded feed, as a ratio to wrk's raw POST rate on the same /pub
-   endpoint (target >= 0.25) and to a seed-style blocking loop (target >= 5x);
-2. latency enqueue -> EventSource subscriber at a steady 2,000 msg/s after
-   a one-second warm-up (target p99 <= 10 ms), next to the push node's own
-   latency (the producer POSTing straight to /pub);
+   endpoint (goal >= 0.5) and to a seed-style blocking loop (goal >= 5x);
+2. everyday rate: a steady 2,000 msg/s after a one-second warm-up. The
+   glue's CPU per job there as a ratio to its CPU per job saturated (goal
+   <= 1.5), and enqueue -> EventSource latency as a ratio to the push
+   node's own (the producer POSTing straight to /pub, measured before and
+   after the glue runs; goal: p99 <= 3x), and absolute (p99 <= 10 ms);
 3. the glue's RSS with 10,000 jobs in flight (a push node that holds every
    request), against the idle glue's.
 
-A measurement, not a test: a missed target is printed, not failed; errors fail.
+Beside CPU, each glue figure counts what depends little on how busy the
+machine is: system calls and context switches per job (`perf stat`).
+
+BENCH_BEFORE=<git ref> (e.g. `make bench BENCH_BEFORE=main`) also measures the
+glue of that commit in the same run, (1) and (2) back to back with this tree's
+at the same load, and prints both side by side.
+
+A measurement, not a test: a missed goal is printed, not failed; errors fail.
 Results: bench/results/glue-<timestamp>.json and bench/results/latest-glue.json.
 """
 
@@ -31,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,6 +59,7 @@ from support.redis_server import RedisServer  # noqa: E402
 STAGES = ["json", "anonymize", "format", "http"]
 THROUGHPUT_JOBS = int(os.environ.get("BENCH_JOBS", 50_000))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 256))
+BEFORE = os.environ.get("BENCH_BEFORE", "")
 WRK_SECONDS = 5
 SEED_SECONDS = 5
 LATENCY_RATE = 2_000
@@ -56,10 +67,13 @@ LATENCY_SECONDS = 10
 RAW_LATENCY_SECONDS = 5
 WARM_UP_SECONDS = 1
 IN_FLIGHT_JOBS = 10_000
-TARGETS = {
-    "throughput_vs_wrk": 0.25,
-    "throughput_vs_seed": 5.0,
-    "latency_p99_ms": 10.0,
+# Goals: (value, sense, target). Missed goals are printed, not failed.
+GOALS = {
+    "saturated_vs_wrk": (">=", 0.5),
+    "saturated_vs_seed": (">=", 5.0),
+    "cpu_per_job_everyday_vs_saturated": ("<=", 1.5),
+    "latency_p99_vs_node_alone": ("<=", 3.0),
+    "latency_p99_ms": ("<=", 10.0),
 }
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -99,10 +113,85 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+class Counters:
+    """What a process spends while it is watched: CPU, and (with perf) system calls and
+    context switches.
+
+    System calls count round trips (a send and a receive each, and a poll for
+    the next event); context switches count how often it slept and woke up.
+    Unlike CPU time, neither depends much on how busy the machine is. Without a
+    working `perf` (package linux-perf) they are left out.
+    """
+
+    EVENTS = ("raw_syscalls:sys_enter", "context-switches")
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.cpu = cpu_seconds(pid)
+        self.perf = None
+        if shutil.which("perf"):
+            events = ",".join(self.EVENTS)
+            self.perf = subprocess.Popen(
+                ["perf", "stat", "-x,", "-e", events, "-p", str(pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+    def per_job(self, jobs: int) -> dict:
+        """Stop watching; what was spent per job since the start."""
+        figures = {"glue_cpu_us_per_job": round(1e6 * (cpu_seconds(self.pid) - self.cpu) / jobs, 1)}
+        counts = self._perf_counts()
+        for event, name in zip(self.EVENTS, ("syscalls_per_job", "switches_per_job"), strict=True):
+            figures[name] = round(counts[event] / jobs, 2) if event in counts else None
+        return figures
+
+    def _perf_counts(self) -> dict[str, int]:
+        if self.perf is None:
+            return {}
+        self.perf.send_signal(signal.SIGINT)
+        _, report = self.perf.communicate(timeout=10)
+        counts = {}
+        for line in report.splitlines():
+            value, _, event, *_ = [*line.split(","), "", "", ""]
+            if value.isdigit():
+                counts[event] = int(value)
+        return counts
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
     return ordered[index]
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """The glue source a measurement runs: this tree's, or a commit's (BENCH_BEFORE)."""
+
+    label: str
+    source: Path  # the directory holding the realtime_glue package
+
+    @classmethod
+    def this_tree(cls) -> Checkout:
+        return cls("this tree", REPO / "glue")
+
+    @classmethod
+    def of_commit(cls, ref: str, workdir: Path) -> Checkout:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", ref], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        target = workdir / f"checkout-{commit}"
+        target.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "glue"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        return cls(f"{ref} ({commit})", target / "glue")
 
 
 class Bench:
@@ -117,6 +206,7 @@ class Bench:
         ).start()
         self.glues: list[GlueProcess] = []
         self.helpers: list[subprocess.Popen] = []
+        self.runs = 0
 
     def close(self) -> None:
         for glue in self.glues:
@@ -130,22 +220,28 @@ class Bench:
         self.redis.cleanup()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def glue(self, name: str, node_url: str, concurrency: int, http: str = "") -> GlueProcess:
-        directory = self.workdir / name
+    def glue(
+        self, name: str, node_url: str, concurrency: int, checkout: Checkout, http: str = ""
+    ) -> GlueProcess:
+        """A glue process of `checkout` reading its own feed `name`-<n> (fresh for every run)."""
+        self.runs += 1
+        feed = f"{name}-{self.runs}"
+        directory = self.workdir / feed
         directory.mkdir()
         stages = ", ".join(f'"{s}"' for s in STAGES)
-        pipelines = f"[pipelines.{name}]\nstages = [{stages}]\nconcurrency = {concurrency}\n"
+        pipelines = f"[pipelines.{feed}]\nstages = [{stages}]\nconcurrency = {concurrency}\n"
         if http:
-            pipelines += f"[pipelines.{name}.http]\n{http}\n"
+            pipelines += f"[pipelines.{feed}.http]\n{http}\n"
         config = write_config(directory, self.redis.url, [node_url], pipelines)
-        glue = GlueProcess(config, name)
+        glue = GlueProcess(config, feed, env={"PYTHONPATH": str(checkout.source)})
         self.glues.append(glue)
         return glue
 
-    # --- (1) throughput ---------------------------------------------------------------
+    # --- (1) saturated ----------------------------------------------------------------
 
     def wrk(self) -> dict:
         url = f"{self.node.base_url}/pub?id=bench"
+        load = load_average()
         done = subprocess.run(
             ["wrk", "-t1", "-c16", f"-d{WRK_SECONDS}s", "-s", str(BENCH / "wrk_post.lua"), url],
             capture_output=True,
@@ -159,11 +255,18 @@ class Bench:
         bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", done.stdout)
         if bad:
             raise RuntimeError(f"wrk: {bad.group(1)} publishes were refused:\n{done.stdout}")
-        return {"per_second": float(rate.group(1)), "threads": 1, "connections": 16, "seconds": WRK_SECONDS}
+        return {
+            "per_second": float(rate.group(1)),
+            "threads": 1,
+            "connections": 16,
+            "seconds": WRK_SECONDS,
+            "load_average": load,
+        }
 
     def seed_loop(self) -> dict:
         jobs = 15_000
         preload(JobFeed(self.client, "seed"), jobs, "bench")
+        load = load_average()
         done = subprocess.run(
             [
                 sys.executable,
@@ -179,24 +282,26 @@ class Bench:
             check=True,
             timeout=SEED_SECONDS + 60,
         )
-        return json.loads(done.stdout)
+        return {**json.loads(done.stdout), "load_average": load}
 
-    def glue_throughput(self) -> dict:
-        preload(JobFeed(self.client, "throughput"), THROUGHPUT_JOBS, "bench")
-        glue = self.glue("throughput", self.node.base_url, CONCURRENCY)
+    def saturated(self, checkout: Checkout) -> dict:
+        glue = self.glue("throughput", self.node.base_url, CONCURRENCY, checkout)
+        preload(JobFeed(self.client, glue.pipeline), THROUGHPUT_JOBS, "bench")
+        load = load_average()
         glue.start()
-        started, first = time.monotonic(), finishes(self.client, "throughput")
-        cpu_glue, cpu_redis = cpu_seconds(glue.process.pid), cpu_seconds(self.redis.process.pid)
+        started, first = time.monotonic(), finishes(self.client, glue.pipeline)
+        counters, cpu_redis = Counters(glue.process.pid), cpu_seconds(self.redis.process.pid)
         wait_until(
-            lambda: finishes(self.client, "throughput") >= THROUGHPUT_JOBS,
+            lambda: finishes(self.client, glue.pipeline) >= THROUGHPUT_JOBS,
             timeout=300,
             interval=0.02,
             what=f"{THROUGHPUT_JOBS} finished jobs",
         )
         elapsed = time.monotonic() - started
-        cpu_glue = cpu_seconds(glue.process.pid) - cpu_glue
+        cpu_glue = cpu_seconds(glue.process.pid) - counters.cpu
+        per_job = counters.per_job(THROUGHPUT_JOBS - first)
         cpu_redis = cpu_seconds(self.redis.process.pid) - cpu_redis
-        stalled = self.client.scard("feed.stalled:throughput")
+        stalled = self.client.scard(f"feed.stalled:{glue.pipeline}")
         glue.terminate()
         if stalled:
             raise RuntimeError(f"{stalled} jobs stalled in the throughput run:\n{glue.log()}")
@@ -209,19 +314,21 @@ class Bench:
             "stages": STAGES,
             "glue_cpu_percent": round(100 * cpu_glue / elapsed, 1),
             "redis_cpu_percent": round(100 * cpu_redis / elapsed, 1),
-            "glue_cpu_us_per_job": round(1e6 * cpu_glue / measured, 1),
+            **per_job,
+            "load_average": load,
         }
 
-    # --- (2) latency ------------------------------------------------------------------
+    # --- (2) everyday rate ------------------------------------------------------------
 
-    def latency(self, via_glue: bool = True, seconds: int = LATENCY_SECONDS) -> dict:
-        """Enqueue -> glue -> push node -> EventSource; with via_glue=False the
-        producer POSTs straight to the node (the push node's own share)."""
+    def latency(self, checkout: Checkout | None, seconds: int = LATENCY_SECONDS) -> dict:
+        """Enqueue -> glue -> push node -> EventSource at LATENCY_RATE; with checkout=None
+        the producer POSTs straight to the node (the push node's own share)."""
         total = LATENCY_RATE * seconds
-        channel = "latency" if via_glue else "latency-raw"
+        self.runs += 1
+        channel = f"latency-{self.runs}"
         glue = None
-        if via_glue:
-            glue = self.glue("latency", self.node.base_url, CONCURRENCY)
+        if checkout is not None:
+            glue = self.glue("latency", self.node.base_url, CONCURRENCY, checkout)
             glue.start()
             self._warm_up(glue)
         out = self.workdir / f"{channel}.json"
@@ -235,14 +342,15 @@ class Bench:
         if subscriber.stdout.readline().strip() != "connected":
             raise RuntimeError("the EventSource subscriber did not connect")
         self.node.wait_for_subscribers(channel)
-        if via_glue:
-            feed = JobFeed(self.client, "latency")
+        if glue is not None:
+            feed = JobFeed(self.client, glue.pipeline)
             send = lambda n: feed.put(payload(n, channel, sent=time.time()))  # noqa: E731
         else:
             conn = http.client.HTTPConnection(self.node.host, self.node.port, timeout=10)
             send = lambda n: self._post(conn, channel, n)  # noqa: E731
+        load = load_average()
         started = time.monotonic()
-        cpu = cpu_seconds(glue.process.pid) if glue is not None else 0.0
+        counters = Counters(glue.process.pid) if glue is not None else None
         for n in range(total):
             pause = started + n / LATENCY_RATE - time.monotonic()
             if pause > 0:
@@ -250,28 +358,28 @@ class Bench:
             send(n)
         put_seconds = time.monotonic() - started
         subscriber.wait(60)
+        per_job = {}
         if glue is not None:
-            cpu = cpu_seconds(glue.process.pid) - cpu
+            cpu = cpu_seconds(glue.process.pid) - counters.cpu
+            per_job = {"glue_cpu_percent": round(100 * cpu / put_seconds, 1), **counters.per_job(total)}
             glue.terminate()
         latencies = json.loads(out.read_text())["latencies_ms"]
         if len(latencies) < total:
             raise RuntimeError(f"the subscriber on {channel} received {len(latencies)} of {total} messages")
         return {
             "messages": total,
-            "warm_up_seconds": WARM_UP_SECONDS if via_glue else 0,
+            "warm_up_seconds": WARM_UP_SECONDS if glue is not None else 0,
             "sent_per_second": round(total / put_seconds, 1),
-            "p50_ms": round(statistics.median(latencies), 2),
-            "p90_ms": round(percentile(latencies, 0.90), 2),
-            "p99_ms": round(percentile(latencies, 0.99), 2),
-            "max_ms": round(max(latencies), 2),
-            "glue_cpu_percent": round(100 * cpu / put_seconds, 1) if via_glue else None,
-            "glue_cpu_us_per_job": round(1e6 * cpu / total, 1) if via_glue else None,
+            **summary(latencies),
+            **per_job,
+            "load_average": load,
+            "latencies_ms": latencies,
         }
 
     def _warm_up(self, glue: GlueProcess) -> None:
         """One second at the measured rate on a channel nobody reads: a cold glue
         stalls 0.1-0.6 s on its first messages, which is start-up, not steady state."""
-        feed = JobFeed(self.client, "latency")
+        feed = JobFeed(self.client, glue.pipeline)
         started = time.monotonic()
         for n in range(LATENCY_RATE * WARM_UP_SECONDS):
             pause = started + n / LATENCY_RATE - time.monotonic()
@@ -279,7 +387,7 @@ class Bench:
                 time.sleep(pause)
             feed.put(payload(n, "warmup", sent=time.time()))
         wait_until(
-            lambda: finishes(self.client, "latency") >= LATENCY_RATE * WARM_UP_SECONDS,
+            lambda: finishes(self.client, glue.pipeline) >= LATENCY_RATE * WARM_UP_SECONDS,
             timeout=60,
             what="the warm-up jobs to finish",
         )
@@ -295,7 +403,7 @@ class Bench:
 
     # --- (3) RSS with jobs in flight ------------------------------------------------
 
-    def rss(self) -> dict:
+    def rss(self, checkout: Checkout) -> dict:
         port = free_port()
         holder = subprocess.Popen(
             [sys.executable, str(BENCH / "hold_server.py"), str(port)], stdout=subprocess.PIPE, text=True
@@ -303,13 +411,15 @@ class Bench:
         self.helpers.append(holder)
         if holder.stdout.readline().strip() != "listening":
             raise RuntimeError("the holding publisher did not start")
-        glue = self.glue("inflight", f"http://127.0.0.1:{port}", IN_FLIGHT_JOBS, http="timeout = 120.0")
+        glue = self.glue(
+            "inflight", f"http://127.0.0.1:{port}", IN_FLIGHT_JOBS, checkout, http="timeout = 120.0"
+        )
         glue.start()
         time.sleep(1)
         idle = rss_kib(glue.process.pid)["VmRSS"]
-        preload(JobFeed(self.client, "inflight"), IN_FLIGHT_JOBS, "bench")
+        preload(JobFeed(self.client, glue.pipeline), IN_FLIGHT_JOBS, "bench")
         wait_until(
-            lambda: self.client.zcard("feed.claimed:inflight") >= IN_FLIGHT_JOBS,
+            lambda: self.client.zcard(f"feed.claimed:{glue.pipeline}") >= IN_FLIGHT_JOBS,
             timeout=60,
             what=f"{IN_FLIGHT_JOBS} jobs in flight",
         )
@@ -319,7 +429,7 @@ class Bench:
             time.sleep(0.1)
         holder.send_signal(signal.SIGUSR1)
         wait_until(
-            lambda: finishes(self.client, "inflight") >= IN_FLIGHT_JOBS,
+            lambda: finishes(self.client, glue.pipeline) >= IN_FLIGHT_JOBS,
             timeout=120,
             what="the held jobs to finish",
         )
@@ -337,19 +447,32 @@ class Bench:
         }
 
 
+def summary(latencies: list[float]) -> dict:
+    return {
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p90_ms": round(percentile(latencies, 0.90), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(max(latencies), 2),
+    }
+
+
 # --- report -------------------------------------------------------------------------
 
 
-def verdicts(results: dict) -> list[dict]:
-    t = results["throughput"]
-    rows = [
-        ("throughput_vs_wrk", t["glue"]["per_second"] / t["wrk"]["per_second"], ">="),
-        ("throughput_vs_seed", t["glue"]["per_second"] / t["seed_loop"]["per_second"], ">="),
-        ("latency_p99_ms", results["latency"]["p99_ms"], "<="),
-    ]
+def goals(results: dict, glue: dict) -> list[dict]:
+    """The goals for one checkout's figures (`glue`), as ratios to this run's baselines."""
+    saturated, everyday = glue["saturated"], glue["everyday"]
+    values = {
+        "saturated_vs_wrk": saturated["per_second"] / results["wrk"]["per_second"],
+        "saturated_vs_seed": saturated["per_second"] / results["seed_loop"]["per_second"],
+        "cpu_per_job_everyday_vs_saturated": everyday["glue_cpu_us_per_job"]
+        / saturated["glue_cpu_us_per_job"],
+        "latency_p99_vs_node_alone": everyday["p99_ms"] / results["node_alone"]["p99_ms"],
+        "latency_p99_ms": everyday["p99_ms"],
+    }
     out = []
-    for name, value, sense in rows:
-        target = TARGETS[name]
+    for name, (sense, target) in GOALS.items():
+        value = values[name]
         met = value >= target if sense == ">=" else value <= target
         out.append({"name": name, "value": round(value, 3), "target": f"{sense} {target:g}", "met": met})
     return out
@@ -359,24 +482,52 @@ def _percentiles(lat: dict) -> str:
     return f"p50 {lat['p50_ms']} ms  p90 {lat['p90_ms']} ms  p99 {lat['p99_ms']} ms  max {lat['max_ms']} ms"
 
 
+def _per_job(figures: dict) -> str:
+    return (
+        f"per job: {figures['glue_cpu_us_per_job']} us CPU, {figures['syscalls_per_job']} system calls,"
+        f" {figures['switches_per_job']} context switches"
+    )
+
+
 def print_report(results: dict) -> None:
-    t, lat, rss = results["throughput"], results["latency"], results["rss"]
-    load = " ".join(f"{x:.1f}" for x in results["load_average_before"])
     print(
-        f"\npush node flavour: {results['flavour']}  ({results['machine']['cpus']} cpus, loopback,"
-        f" load average before {load}: others' work skews the figures)"
+        f"\npush node flavour: {results['flavour']}  ({results['machine']['cpus']} cpus, loopback; others'"
+        " work on this machine skews the figures: the load average is beside each)"
     )
     rows = [
-        ("wrk raw POST /pub?id=bench (1 thread, 16 conn)", f"{t['wrk']['per_second']:,.0f} req/s"),
-        ("seed-style loop (BRPOP, requests POST, finish)", f"{t['seed_loop']['per_second']:,.0f} msg/s"),
         (
-            f"glue {' -> '.join(STAGES)} -> finish",
-            f"{t['glue']['per_second']:,.0f} msg/s  (concurrency {t['glue']['concurrency']},"
-            f" glue CPU {t['glue']['glue_cpu_percent']}%, redis CPU {t['glue']['redis_cpu_percent']}%)",
+            "wrk raw POST /pub?id=bench (1 thread, 16 conn)",
+            f"{results['wrk']['per_second']:,.0f} req/s  [load {results['wrk']['load_average']}]",
         ),
-        (f"latency enqueue -> EventSource @ {LATENCY_RATE}/s", _percentiles(lat)),
-        ("  baseline: POST straight to the node", _percentiles(results["latency_push_node_only"])),
-        ("glue RSS idle", f"{rss['idle_rss_kib'] / 1024:.1f} MiB"),
+        (
+            "seed-style loop (BRPOP, requests POST, finish)",
+            f"{results['seed_loop']['per_second']:,.0f} msg/s  [load {results['seed_loop']['load_average']}]",
+        ),
+        (
+            f"node alone: POST -> EventSource @ {LATENCY_RATE}/s",
+            f"{_percentiles(results['node_alone'])}  [load {results['node_alone']['load_average']}]",
+        ),
+    ]
+    for label, glue in results["glues"].items():
+        s, e = glue["saturated"], glue["everyday"]
+        rows += [
+            (f"[{label}]", ""),
+            (
+                f"  saturated: {' -> '.join(STAGES)} -> finish",
+                f"{s['per_second']:,.0f} msg/s  (concurrency {s['concurrency']}, glue CPU"
+                f" {s['glue_cpu_percent']}%, redis CPU {s['redis_cpu_percent']}%)"
+                f"  [load {s['load_average']}]",
+            ),
+            ("", _per_job(s)),
+            (
+                f"  everyday {LATENCY_RATE}/s: enqueue -> EventSource",
+                f"{_percentiles(e)}  [load {e['load_average']}]",
+            ),
+            ("", f"{_per_job(e)}; glue CPU {e['glue_cpu_percent']}%"),
+        ]
+    rss = results["rss"]
+    rows += [
+        ("glue RSS idle (this tree)", f"{rss['idle_rss_kib'] / 1024:.1f} MiB"),
         (
             f"glue RSS with {rss['jobs_in_flight']:,} jobs in flight",
             f"{rss['in_flight_rss_kib'] / 1024:.1f} MiB  ({rss['per_job_kib']} KiB per job)",
@@ -385,10 +536,16 @@ def print_report(results: dict) -> None:
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
-    print("\ntargets:")
-    for v in results["targets"]:
-        verdict = "met" if v["met"] else "MISSED"
-        print(f"  {v['name']:<20} {v['value']:>10}  target {v['target']:<8} {verdict}")
+    labels = list(results["glues"])
+    print("\ngoals:" + "".join(f"  {label:>22}" for label in labels))
+    names = [g["name"] for g in results["glues"][labels[0]]["goals"]]
+    for index, name in enumerate(names):
+        cells = []
+        for label in labels:
+            goal = results["glues"][label]["goals"][index]
+            cells.append(f"{goal['value']:>10} {'met' if goal['met'] else 'MISSED':<6}")
+        target = results["glues"][labels[0]]["goals"][index]["target"]
+        print(f"  {name:<36} {target:<7}" + "".join(f"  {c:>22}" for c in cells))
 
 
 def save(results: dict) -> Path:
@@ -405,30 +562,48 @@ def save(results: dict) -> Path:
 def main() -> int:
     bench = Bench()
     print(f"push node flavour: {bench.node.flavour} ({bench.node.base_url}); redis {bench.redis.url}")
+    checkouts = [Checkout.this_tree()]
+    if BEFORE:
+        checkouts.insert(0, Checkout.of_commit(BEFORE, bench.workdir))
     results = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "flavour": bench.node.flavour,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average_before": os.getloadavg(),
+        "glues": {c.label: {} for c in checkouts},
     }
     try:
         print(f"(1) wrk {WRK_SECONDS}s ...", flush=True)
-        wrk = bench.wrk()
+        results["wrk"] = bench.wrk()
         print(f"(1) seed-style loop {SEED_SECONDS}s ...", flush=True)
-        seed = bench.seed_loop()
-        print(f"(1) glue over {THROUGHPUT_JOBS:,} pre-loaded jobs ...", flush=True)
-        glue = bench.glue_throughput()
-        results["throughput"] = {"wrk": wrk, "seed_loop": seed, "glue": glue}
-        print(f"(2) latency at {LATENCY_RATE}/s for {LATENCY_SECONDS}s ...", flush=True)
-        results["latency"] = bench.latency()
-        print(f"(2) baseline: POST straight to the node at {LATENCY_RATE}/s for {RAW_LATENCY_SECONDS}s ...")
-        results["latency_push_node_only"] = bench.latency(via_glue=False, seconds=RAW_LATENCY_SECONDS)
+        results["seed_loop"] = bench.seed_loop()
+        for checkout in checkouts:
+            print(f"(1) glue [{checkout.label}] over {THROUGHPUT_JOBS:,} pre-loaded jobs ...", flush=True)
+            results["glues"][checkout.label]["saturated"] = bench.saturated(checkout)
+        node_alone = []
+        print(f"(2) node alone: POST straight to the node at {LATENCY_RATE}/s for {RAW_LATENCY_SECONDS}s ...")
+        node_alone.append(bench.latency(None, seconds=RAW_LATENCY_SECONDS))
+        for checkout in checkouts:
+            print(f"(2) glue [{checkout.label}] at {LATENCY_RATE}/s for {LATENCY_SECONDS}s ...", flush=True)
+            results["glues"][checkout.label]["everyday"] = bench.latency(checkout)
+        print(f"(2) node alone again at {LATENCY_RATE}/s for {RAW_LATENCY_SECONDS}s ...")
+        node_alone.append(bench.latency(None, seconds=RAW_LATENCY_SECONDS))
+        # Both node-alone runs pooled: the glue runs sat between them.
+        pooled = [x for run in node_alone for x in run["latencies_ms"]]
+        results["node_alone"] = {
+            **summary(pooled),
+            "messages": len(pooled),
+            "load_average": round(statistics.mean(run["load_average"] for run in node_alone), 2),
+            "runs": [{k: v for k, v in run.items() if k != "latencies_ms"} for run in node_alone],
+        }
         print(f"(3) RSS with {IN_FLIGHT_JOBS:,} jobs in flight ...", flush=True)
-        results["rss"] = bench.rss()
+        results["rss"] = bench.rss(checkouts[-1])
     finally:
         bench.close()
+    for glue in results["glues"].values():
+        glue["everyday"].pop("latencies_ms", None)
+        glue["goals"] = goals(results, glue)
     results["load_average_after"] = os.getloadavg()
-    results["targets"] = verdicts(results)
     print_report(results)
     print(f"\nsaved {save(results).relative_to(REPO)} and bench/results/latest-glue.json")
     return 0

@@ -8,6 +8,7 @@ line or a header early.
 
 from __future__ import annotations
 
+import functools
 import re
 
 MAX_CHANNEL_LENGTH = 128
@@ -26,6 +27,12 @@ def channel_problem(channel, wildcard_prefix: str = DEFAULT_WILDCARD_PREFIX) -> 
     """Why `channel` cannot be used as a channel id, or None when it can."""
     if not isinstance(channel, str):
         return f"channel must be a string, got {type(channel).__name__}"
+    # A message's channel is checked by several stages, and channels repeat.
+    return _string_channel_problem(channel, wildcard_prefix)
+
+
+@functools.lru_cache(maxsize=16384)
+def _string_channel_problem(channel: str, wildcard_prefix: str) -> str | None:
     if not channel:
         return "channel is empty"
     if len(channel) > MAX_CHANNEL_LENGTH:

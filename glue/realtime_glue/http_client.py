@@ -44,7 +44,10 @@ class Response:
 class _Connection:
     def __init__(self, sock):
         self.sock = sock
+        # What was received and not yet parsed starts at `pos` (consumed bytes are dropped
+        # from the front only once they are most of the buffer: a response is usually small).
         self.buffer = bytearray()
+        self.pos = 0
         # Requests written and not yet answered, oldest first.
         self.pending: deque[AsyncResult] = deque()
         self.last_used = time.monotonic()
@@ -53,46 +56,48 @@ class _Connection:
         chunk = self.sock.recv(65536)
         if not chunk:
             return False
+        if self.pos and self.pos >= len(self.buffer) // 2:
+            del self.buffer[: self.pos]
+            self.pos = 0
         self.buffer += chunk
         return True
 
     def read_until(self, marker: bytes, limit: int = MAX_HEADER_BYTES) -> bytes:
         while True:
-            index = self.buffer.find(marker)
+            index = self.buffer.find(marker, self.pos)
             if index >= 0:
-                data = bytes(self.buffer[:index])
-                del self.buffer[: index + len(marker)]
+                data = bytes(self.buffer[self.pos : index])
+                self.pos = index + len(marker)
                 return data
-            if len(self.buffer) > limit:
+            if len(self.buffer) - self.pos > limit:
                 raise ValueError("response header too long")
             if not self._fill():
                 raise ConnectionError("connection closed by the server")
 
     def read_exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
+        while len(self.buffer) - self.pos < size:
             if not self._fill():
                 raise ConnectionError("connection closed by the server mid-body")
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
+        data = bytes(self.buffer[self.pos : self.pos + size])
+        self.pos += size
         return data
 
     def read_response(self) -> tuple[Response, bool]:
         """The next response and whether the connection stays open after it."""
-        if not self.buffer and not self._fill():
+        if self.pos >= len(self.buffer) and not self._fill():
             raise ConnectionClosed()
-        head = self.read_until(b"\r\n\r\n").decode("latin-1")
-        status_line, *header_lines = head.split("\r\n")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        head = self.read_until(b"\r\n\r\n")
+        status_line, _, _ = head.partition(b"\r\n")
+        parts = status_line.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
         status = int(parts[1])
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        keep_alive = headers.get("connection", "").lower() != "close" and parts[0] == "HTTP/1.1"
+        # Only three headers matter here; each is looked up in the lower-cased head.
+        lowered = head.lower()
+        keep_alive = _header(lowered, b"connection") != b"close" and parts[0] == b"HTTP/1.1"
+        length = _header(lowered, b"content-length")
         body = b""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        if b"chunked" in (_header(lowered, b"transfer-encoding") or b""):
             chunks = []
             while True:
                 size = int(self.read_until(b"\r\n").split(b";")[0], 16)
@@ -102,8 +107,8 @@ class _Connection:
                     break
                 chunks.append(self.read_exactly(size + 2)[:-2])
             body = b"".join(chunks)
-        elif "content-length" in headers:
-            body = self.read_exactly(int(headers["content-length"]))
+        elif length is not None:
+            body = self.read_exactly(int(length))
         elif status not in (204, 304) and not 100 <= status < 200:
             keep_alive = False  # body runs to the end of the connection; don't reuse it
         return Response(status, body[:MAX_BODY_KEPT]), keep_alive
@@ -113,6 +118,16 @@ class _Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def _header(lowered_head: bytes, name: bytes) -> bytes | None:
+    """The value of header `name` (lower case) in a lower-cased response head, or None."""
+    start = lowered_head.find(b"\r\n" + name + b":")
+    if start < 0:
+        return None
+    start += len(name) + 3
+    end = lowered_head.find(b"\r\n", start)
+    return lowered_head[start : end if end >= 0 else len(lowered_head)].strip()
 
 
 class _Lane:

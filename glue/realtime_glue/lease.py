@@ -116,12 +116,16 @@ class LeasedFeed(JobFeed):
         super().__init__(lease.feed.redis, lease.feed.name, worker_id=worker_id)
         self.lease = lease
 
-    def claim(self, count: int = 1, mirror: JobFeed | None = None, lease_token: str = "") -> list[ClaimedJob]:
+    def claim(
+        self, count: int = 1, mirror: JobFeed | None = None, wait: float = 0.0, lease_token: str = ""
+    ) -> list[ClaimedJob]:
         token = self.lease.token
         if token is None or not self.lease.held:
+            if wait > 0:  # jobs may be waiting, but not for us: do not spin on them
+                pause(wait)
             return []
         try:
-            return super().claim(count, mirror=mirror, lease_token=token)
+            return super().claim(count, mirror=mirror, wait=wait, lease_token=token)
         except ResponseError as exc:
             if str(exc).startswith("FENCED"):
                 self.lease.lost()

@@ -44,11 +44,21 @@ def lua_script(redis, name: str):
     return scripts[name]
 
 
-def run_script(redis, name: str, keys: dict[str, str], args: list, client=None):
-    """Run script `name` with its keys given by name (client: a pipeline to queue it on)."""
+def run_script(redis, name: str, keys: dict[str, str], args: list, client=None, preloaded: bool = False):
+    """Run script `name` with its keys given by name (client: a pipeline to queue it on).
+
+    A script queued on a pipeline makes redis-py ask Redis whether it is loaded
+    (SCRIPT EXISTS) before the pipeline runs: one more round trip. With
+    `preloaded`, it is queued as a bare EVALSHA instead, and the caller handles
+    NoScriptError (Redis restarted and lost its scripts) by running it again
+    without a pipeline, which loads it.
+    """
     source = lua_source(name)
     missing = [key for key in source.key_names if key not in keys]
     if missing:
         raise KeyError(f"lua/{name}.lua needs the keys {', '.join(missing)}")
     ordered = [keys[key] for key in source.key_names]
-    return lua_script(redis, name)(keys=ordered, args=args, client=client)
+    script = lua_script(redis, name)
+    if preloaded and client is not None:
+        return client.evalsha(script.sha, len(ordered), *ordered, *args)
+    return script(keys=ordered, args=args, client=client)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from .actor import Actor
 from .jobqueue import JobFeed
@@ -24,12 +25,13 @@ log = logging.getLogger(__name__)
 class Reclaimer(Actor):
     def __init__(
         self,
-        feeds: list[JobFeed],
+        feeds: list[JobFeed] | Callable[[], list[JobFeed]],
         visibility_timeout: float,
         max_failures: int,
         metrics=None,
         clock=time.monotonic,
     ):
+        """`feeds`: a list, or a function returning the feeds now (backlogs come and go)."""
         super().__init__(name="reclaimer")
         self.feeds = feeds
         self.visibility_timeout = visibility_timeout
@@ -44,16 +46,19 @@ class Reclaimer(Actor):
         try:
             if self.contact_since is None or self.clock() - self.contact_since < self.visibility_timeout:
                 # In the grace: only make sure Redis answers, so the grace counts unbroken contact.
-                self.feeds[0].redis.ping()
+                self._feeds()[0].redis.ping()
                 if self.contact_since is None:
                     self.contact_since = self.clock()
                 return
-            for feed in self.feeds:
+            for feed in self._feeds():
                 self._reclaim(feed)
         except Exception:
             # Redis was away: leases could not be renewed meanwhile; the grace starts again.
             self.contact_since = None
             raise
+
+    def _feeds(self) -> list[JobFeed]:
+        return self.feeds() if callable(self.feeds) else self.feeds
 
     def _reclaim(self, feed: JobFeed) -> None:
         requeued, stalled = feed.reclaim_expired(self.visibility_timeout, self.max_failures)

@@ -82,12 +82,10 @@ class GlueService:
                 close_partition=self.partitions.close,
             )
             holders = self.partitions.holders
-        http = self.pipeline.stage("http")
-        backlog_holders = http.backlog_holders() if http is not None else []
-        self.heartbeat = Heartbeat(lambda: [*holders(), *backlog_holders], interval=interval)
+        self.heartbeat = Heartbeat(lambda: [*holders(), *self._backlog_holders()], interval=interval)
         # Every partition, held here or not: a dead instance's claims are reclaimed by the living.
         self.reclaimer = Reclaimer(
-            [*self.feeds, *(feed for feed, _ in backlog_holders)],
+            lambda: [*self.feeds, *(feed for feed, _ in self._backlog_holders())],
             config.visibility_timeout,
             config.max_failures,
             self.metrics,
@@ -95,6 +93,13 @@ class GlueService:
         self._stop_requested = gevent.event.Event()
         # Sentinel: follows failovers (drops the connections to an old primary).
         self.primary_watch = PrimaryWatch(self.redis, self.metrics) if config.redis_sentinel else None
+
+    def _backlog_holders(self) -> list:
+        """Every stage's backlogs (push nodes', Web Push origins'; these come and go) and the
+        records each holds now: heartbeated and reclaimed like the job feed."""
+        return [
+            holder for stage in self.pipeline.stages for holder in getattr(stage, "backlog_holders", list)()
+        ]
 
     def _worker(self, feed: JobFeed) -> PipelineWorker:
         return PipelineWorker(

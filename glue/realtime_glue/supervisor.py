@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -59,8 +58,9 @@ class Part:
         return traceback.format_stack(frame, limit=1)[0].strip().replace("\n", " ")
 
 
-# The part each running greenlet belongs to (progress() and idle() find theirs here).
-_parts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The part each running greenlet belongs to (progress() and idle() find theirs here); an
+# entry is removed when its greenlet leaves the part (Supervisor.track).
+_parts: dict[gevent.Greenlet, Part] = {}
 
 
 def _current() -> Part | None:
@@ -69,24 +69,33 @@ def _current() -> Part | None:
 
 def progress() -> None:
     """The current part took a step."""
-    part = _current()
+    part = _parts.get(gevent.getcurrent())
     if part is not None:
-        part.progress()
+        part.since = part.clock()
 
 
-@contextmanager
-def idle() -> Iterator[None]:
-    """The current part waits by choice (an inbox, a backoff, an interval): never stuck."""
-    part = _current()
-    if part is None or not part.busy:
-        yield
-        return
-    part.busy = False
-    try:
-        yield
-    finally:
-        part.busy = True
-        part.progress()
+class idle:  # used as a function: `with idle():`
+    """The current part waits by choice (an inbox, a backoff, an interval): never stuck.
+
+    A class rather than a generator-based context manager: the glue enters it
+    several times per job.
+    """
+
+    __slots__ = ("part",)
+
+    def __enter__(self) -> None:
+        part = _parts.get(gevent.getcurrent())
+        if part is None or not part.busy:
+            self.part = None
+            return
+        part.busy = False
+        self.part = part
+
+    def __exit__(self, *exc) -> None:
+        part = self.part
+        if part is not None:
+            part.busy = True
+            part.since = part.clock()
 
 
 def pause(seconds: float) -> None:

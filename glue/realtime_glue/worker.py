@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass
 
 import gevent
+import gevent.event
 from gevent.lock import BoundedSemaphore
-from gevent.pool import Pool
+from gevent.pool import Group
+from gevent.queue import Queue
 
 from .actor import Actor
 from .backoff import Backoff
@@ -34,6 +36,15 @@ from .supervisor import Supervisor, idle, pause, progress, spawn_part, tracked
 log = logging.getLogger(__name__)
 
 FINISH_BATCH = 512
+# How long a claim waits for the next job when none is ready (below [redis] timeout, >= 2 s).
+WAIT_FOR_JOBS = 1.0
+# How long the first outcome of a batch waits for others to be written with it (seconds).
+FINISH_LINGER = 0.005
+# After a claim that emptied the feed, how long the next claim waits (seconds). At everyday
+# rates jobs come one at a time; those put meanwhile then travel together: one claim, one
+# round of POSTs, one finish for several jobs. A job waits at most this long for it, and
+# only when jobs come faster than one per CLAIM_LINGER; a saturated feed never waits.
+CLAIM_LINGER = 0.001
 
 
 class Settle(enum.Enum):
@@ -54,24 +65,41 @@ class Outcome:
 
 class Finisher(Actor):
     """Writes what became of each job, in batches: whatever piled up while the last write was
-    in flight. A write that fails is retried with backoff until Redis takes it; the claim's
-    lease is renewed meanwhile, so nothing is processed twice because Redis was away."""
+    in flight, and at everyday rates (when jobs come one at a time) what comes within
+    `linger` seconds of the first, unless the worker needs the slots now (`hurry`). A write
+    that fails is retried with backoff until Redis takes it; the claim's lease is renewed
+    meanwhile, so nothing is processed twice because Redis was away."""
 
-    def __init__(self, feed: JobFeed, metrics=None, notify: bool = True, on_settled=None):
+    def __init__(
+        self, feed: JobFeed, metrics=None, notify: bool = True, on_settled=None, linger: float = FINISH_LINGER
+    ):
         super().__init__(name="finisher")
         self.feed = feed
         self.on_settled = on_settled
         self.metrics = metrics
         # Thoonk listeners learn of each finish on job.finish:<feed> ("<id>\0published").
         self.notify = notify
+        self.linger = linger
         self.pending = 0
+        self._hurry = gevent.event.Event()
 
     def send(self, outcome: Outcome) -> None:
         self.pending += 1
         super().send(outcome)
 
+    def hurry(self) -> None:
+        """Write what waits without lingering (the worker is out of slots, or stopping)."""
+        self._hurry.set()
+
     def receive(self, outcome: Outcome) -> None:
         batch = [outcome, *self.drain(FINISH_BATCH - 1)]
+        if len(batch) < FINISH_BATCH and self.linger > 0 and not self._hurry.is_set():
+            # A job's message is delivered before it is finished, so this wait delays only
+            # the write (and the job's slot), never a message.
+            with idle():
+                self._hurry.wait(self.linger)
+            batch += self.drain(FINISH_BATCH - len(batch))
+        self._hurry.clear()
         # Consecutive outcomes of one kind are written together, in order.
         start = 0
         for end in range(1, len(batch) + 1):
@@ -115,6 +143,7 @@ class Finisher(Actor):
         return sum(self.feed.stall(o.job_id, o.reason) for o in outcomes)
 
     def flush(self, timeout: float = 10.0) -> bool:
+        self.hurry()
         deadline = time.monotonic() + timeout
         while self.pending and time.monotonic() < deadline:
             gevent.sleep(0.005)
@@ -146,12 +175,21 @@ class PipelineWorker:
         # Redis, so at most `concurrency` jobs are ever claimed by this worker
         # and not yet settled: that bounds the duplicates a crash can cause.
         self.slots = BoundedSemaphore(concurrency)
-        self.pool = Pool()
-        self.finisher = Finisher(feed, metrics, notify=finish_notices, on_settled=self._settled)
+        # Claimed batches wait here for a runner, a greenlet that runs batches one after
+        # another; one is added only when every runner is busy. (A greenlet per batch would
+        # cost a fresh stack each time: at everyday rates, a batch is one job.)
+        self.batches: Queue = Queue()
+        self.runners = Group()
+        self.waiting_runners = 0
+        # The claim loop and the finisher each talk to Redis over a connection of their own.
+        self.claims = feed.with_own_connection()
+        self.finisher = Finisher(
+            feed.with_own_connection(), metrics, notify=finish_notices, on_settled=self._settled
+        )
         # Every claim this worker holds (its lease is renewed by the heartbeat).
         self.held: set[str] = set()
-        # The jobs being run through the pipeline now, by the batch greenlet running them.
-        self.in_flight: dict[str, gevent.Greenlet] = {}
+        # The jobs handed to the runners and not yet through the pipeline, in claim order.
+        self.in_flight: dict[str, None] = {}
         self.stopping = False
         self._loop: gevent.Greenlet | None = None
 
@@ -170,13 +208,17 @@ class PipelineWorker:
             progress()
             # All slots taken: the batches holding them are watched themselves.
             with idle():
-                if not self.slots.acquire(timeout=1.0):
-                    continue
+                if not self.slots.acquire(blocking=False):
+                    self.finisher.hurry()  # slots whose jobs are done wait for that to be written
+                    if not self.slots.acquire(timeout=1.0):
+                        continue
             free = 1
             while free < self.claim_batch and self.slots.acquire(blocking=False):
                 free += 1
             try:
-                jobs = self.feed.claim(free, mirror=self.mirror)
+                # Blocks (up to WAIT_FOR_JOBS) until a job is put if none is ready: one round
+                # trip per claim whether or not the feed was empty.
+                jobs = self.claims.claim(free, mirror=self.mirror, wait=WAIT_FOR_JOBS)
             except Exception as exc:
                 self._free_slots(free)
                 delay = backoff.failed()
@@ -187,23 +229,21 @@ class PipelineWorker:
             self._free_slots(free - len(jobs))
             self.held.update(job.id for job in jobs)
             if not jobs:
-                self._wait_for_jobs(backoff)
                 continue
             if self.stopping:  # claimed as we were told to stop: give them back
                 for job in jobs:
                     self.finisher.send(Outcome(job.id, Settle.RELEASE))
                 continue
-            # One greenlet per claimed batch: the stages run the batch's jobs
-            # in claim order, and the publisher queues all their POSTs at once.
-            batch = self.pool.spawn(self.process_batch, jobs)
-            for job in jobs:
-                self.in_flight[job.id] = batch
+            # A claimed batch runs as one: the stages run its jobs in claim order, and
+            # the publisher queues all their POSTs at once.
+            self.in_flight.update(dict.fromkeys(job.id for job in jobs))
+            if self.waiting_runners <= self.batches.qsize():
+                self.runners.spawn(self._runner)
+            self.batches.put(jobs)
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.held))
             if len(jobs) < free:
-                # The feed ran dry: block until the next job instead of asking
-                # again (saves a round trip per job at low rates).
-                self._wait_for_jobs(backoff)
+                pause(CLAIM_LINGER)
 
     def _free_slots(self, count: int) -> None:
         for _ in range(count):
@@ -215,13 +255,16 @@ class PipelineWorker:
         if self.metrics is not None:
             self.metrics.in_flight.set(len(self.held))
 
-    def _wait_for_jobs(self, backoff: Backoff) -> None:
-        try:
-            self.feed.wait_for_jobs(timeout=1.0)
-        except Exception as exc:
-            delay = backoff.failed()
-            log.warning("cannot wait on feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)
-            pause(delay)
+    def _runner(self) -> None:
+        while True:
+            self.waiting_runners += 1
+            try:
+                jobs = self.batches.get()
+            finally:
+                self.waiting_runners -= 1
+            if jobs is None:  # stopping
+                return
+            self.process_batch(jobs)
 
     def process_batch(self, jobs: list[ClaimedJob]) -> None:
         messages = [Message(job_id=job.id, raw=job.item, failures=job.failures) for job in jobs]
@@ -268,9 +311,11 @@ class PipelineWorker:
         if self._loop is not None:
             self._loop.join(timeout=2.0)
             self._loop.kill(block=True, timeout=1)
-        self.pool.join(timeout=grace)
-        self.pool.kill(block=True, timeout=2)
-        left = list(self.in_flight)  # the batches killed before they were done
+        for _ in range(len(self.runners)):  # after the batches already waiting
+            self.batches.put(None)
+        self.runners.join(timeout=grace)
+        self.runners.kill(block=True, timeout=2)
+        left = list(self.in_flight)  # the batches never run, or killed before they were done
         self.in_flight.clear()
         if left:
             log.warning("giving %d unfinished jobs back to the queue", len(left))
@@ -278,3 +323,5 @@ class PipelineWorker:
                 self.finisher.send(Outcome(job_id, Settle.RELEASE))
         self.finisher.flush()
         self.finisher.stop()
+        self.claims.release_connection()
+        self.finisher.feed.release_connection()

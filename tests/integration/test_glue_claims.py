@@ -42,9 +42,13 @@ def test_a_claim_the_live_worker_never_got_the_reply_of_is_delivered(workdir, re
             worker = glue_worker_id(client, "comments")
             # The glue's worker claims a job, and the reply is lost on the way back: the claim
             # is in Redis under its name, and the process knows nothing of it. (The glue is
-            # paused meanwhile, so that it does not claim the job itself first.)
+            # paused meanwhile, so that it does not claim the job itself first; the claim it
+            # left waiting in Redis for the next job ends empty within its wait.)
             os.kill(glue.process.pid, signal.SIGSTOP)
             try:
+                wait_until(
+                    lambda: client.info("clients")["blocked_clients"] == 0, 10, what="no waiting claim"
+                )
                 lost = JobFeed(client, "comments", worker_id=worker)
                 job_id = lost.put(comment(1))
                 assert [job.id for job in lost.claim(1)] == [job_id]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+import redis
 
 from realtime_glue.jobqueue import JobFeed, JobState
 
@@ -133,6 +135,70 @@ def test_a_stuck_thoonk_claim_with_no_glue_worker_is_reclaimed(client):
     feed = feed_for(client)
     assert feed.reclaim_expired(visibility_timeout=30, max_failures=5) == (1, 0)
     assert feed.claim(1)[0].item == b"from thoonk"
+
+
+def test_a_claim_that_waits_claims_the_job_put_meanwhile(client):
+    feed = feed_for(client)
+    producer = feed_for(client, worker="producer")
+    put = threading.Timer(0.2, lambda: producer.put("late", job_id="late"))
+    put.start()
+    (job,) = feed.claim(5, wait=3)
+    put.join()
+    assert (job.id, job.item) == ("late", b"late")
+    assert where_is(client, "jobs", "late") == ["claimed"]
+    assert client.hget("feed.claimedby:jobs", "late") == b"w1"
+
+
+def test_a_claim_that_waits_takes_what_is_ready_at_once_oldest_first(client):
+    feed = feed_for(client)
+    ids = feed.put_many(["a", "b", "c"])
+    assert [job.id for job in feed.claim(2, wait=1)] == ids[:2]
+    assert where_is(client, "jobs", ids[2]) == ["ready"]
+
+
+def test_a_claim_that_waits_for_nothing_leaves_the_feed_as_it_was(client):
+    feed = feed_for(client)
+    assert feed.claim(5, wait=0.1) == []
+    assert client.exists("feed.ids:jobs", "feed.claimed:jobs", "feed.claimedby:jobs") == 0
+
+
+def test_a_claim_that_waits_after_redis_lost_its_scripts_still_claims(client):
+    feed = feed_for(client)
+    feed.claim(1, wait=0.1)  # the claim script is loaded now
+    client.script_flush()  # as after a restart of Redis
+    job_id = feed.put("a")
+    assert [job.id for job in feed.claim(1, wait=1)] == [job_id]
+    assert where_is(client, "jobs", job_id) == ["claimed"]
+
+
+def test_a_feed_on_a_connection_of_its_own_claims_and_finishes_like_any_other(client):
+    feed = feed_for(client).with_own_connection()
+    ids = feed.put_many(["a", "b", "c"])
+    assert [job.item for job in feed.claim(2, wait=1)] == [b"a", b"b"]
+    assert feed.finish(ids[:2]) == 2
+    assert feed_for(client, worker="w2").with_own_connection().finish(ids[2:]) == 0  # not its claim
+    (job,) = feed.claim(5, wait=1)
+    assert job.id == ids[2] and feed.cancel([job.id]) == 1
+    assert where_is(client, "jobs", ids[2]) == ["ready"]
+    assert [where_is(client, "jobs", i) for i in ids[:2]] == [[], []]
+    feed.release_connection()
+
+
+def test_a_feed_on_a_connection_of_its_own_comes_back_after_redis_lost_it_and_its_scripts(client):
+    feed = feed_for(client).with_own_connection()
+    feed.claim(1, wait=0.1)
+    client.script_flush()  # as after a restart of Redis
+    client.client_kill_filter(_type="normal", skipme=True)  # its connection is gone too
+    job_id = feed_for(client, worker="producer").put("a")
+    claimed = None
+    for _ in range(2):  # as the claim loop does: a failed claim is tried again
+        try:
+            claimed = feed.claim(1, wait=1)
+            break
+        except redis.ConnectionError:
+            continue
+    assert [job.id for job in claimed] == [job_id]
+    assert where_is(client, "jobs", job_id) == ["claimed"]
 
 
 def test_wait_for_jobs_claims_nothing(client):

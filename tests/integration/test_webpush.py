@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from realtime_glue.jobqueue import JobFeed
 from realtime_glue.webpush.token import make_token
 from realtime_glue.webpush.vapid import VapidKey
 from support.glue_process import feed_counts, wait_until
@@ -154,6 +155,26 @@ def test_held_messages_survive_a_restart_of_the_glue(make_glue, push_service):
     glue.start()
     push_service.wait_for(lambda: push_service.delivered("ada"), timeout=30, what="the held message")
     assert push_service.delivered("ada")[0]["data"]["text"] == "kept in redis"
+    glue.stop()
+
+
+def test_a_held_message_claimed_by_a_glue_that_died_is_taken_back_and_delivered(make_glue, push_service):
+    # The backlog's claims are leases like the job feed's: the service's reclaimer
+    # returns those of a dead process (after its grace), the heartbeat renews the living's.
+    glue = make_glue()
+    glue.register("ada", push_service.new_browser("ada"))
+    push_service.answer("ada", *[503] * 1000)
+    glue.notify("ada", "held by the dead")
+    glue.wait_finished(1)
+    push_service.wait_for(lambda: push_service.received("ada", status=503), what="the first refusal")
+    glue.stop()
+    backlog = JobFeed(glue.redis, backlog_of(push_service.origin), worker_id="a-glue-killed-mid-drain")
+    assert len(backlog.claim(10)) == 1  # what a drainer killed -9 mid-send leaves behind
+    push_service.script["ada"].clear()
+    glue.start()
+    push_service.wait_for(lambda: push_service.delivered("ada"), timeout=60, what="the reclaimed message")
+    assert [m["data"]["text"] for m in push_service.delivered("ada")] == ["held by the dead"]
+    wait_until(lambda: feed_counts(glue.redis, backlog.name)["items"] == 0, what="the backlog emptied")
     glue.stop()
 
 

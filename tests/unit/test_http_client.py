@@ -93,3 +93,55 @@ def test_a_connection_closed_mid_pipeline_fails_the_unanswered_requests(server):
         assert client.submit("k", request("/5")).get(timeout=5).status == 201
     finally:
         client.close()
+
+
+def test_many_answers_in_one_read_with_headers_in_any_case_are_each_read(server):
+    port, state = server
+    state["answer"] = lambda path: (
+        f"HTTP/1.1 202 Accepted\r\nCONTENT-length:  {len(path)}\r\n\r\n{path}".encode()
+    )
+    client = PipelinedHttpClient("127.0.0.1", port, connections=1)
+    try:
+        answers = [r.get(timeout=5) for r in [client.submit("k", request(f"/{n}")) for n in range(200)]]
+    finally:
+        client.close()
+    assert answers == [Response(202, f"/{n}".encode()) for n in range(200)]
+
+
+def test_an_answer_that_trickles_in_a_byte_at_a_time_is_read_whole():
+    answer = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello"
+
+    def handle(sock, _address):
+        received = b""
+        for _ in range(2):
+            while received.count(b"\r\n\r\n") < 1:
+                received += sock.recv(65536)
+            received = received.split(b"\r\n\r\n", 1)[1]
+            for byte in answer:
+                sock.sendall(bytes([byte]))
+                gevent.sleep(0)
+        gevent.sleep(1)
+
+    stream = StreamServer(("127.0.0.1", 0), handle)
+    stream.start()
+    client = PipelinedHttpClient("127.0.0.1", stream.server_port, connections=1)
+    try:
+        first = client.submit("k", request("/a")).get(timeout=5)
+        second = client.submit("k", request("/b")).get(timeout=5)
+    finally:
+        client.close()
+        stream.stop()
+    assert first == second == Response(200, b"hello")
+
+
+def test_connection_close_in_an_answer_opens_a_new_connection_for_the_next(server):
+    port, state = server
+    state["answer"] = lambda path: b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n"
+    client = PipelinedHttpClient("127.0.0.1", port, connections=1)
+    try:
+        first = client.submit("k", request("/a")).get(timeout=5)
+        second = client.submit("k", request("/b")).get(timeout=5)
+    finally:
+        client.close()
+    assert first == second == Response(200, b"")
+    assert state["paths"] == ["/a", "/b"]

@@ -71,14 +71,18 @@ class FlakyFeed:
         self.ready = [ClaimedJob(f"j{n}", b"{}", 0) for n in range(3)]
         self.finished: list[str] = []
 
-    def claim(self, count, mirror=None):
+    def with_own_connection(self):
+        return self
+
+    def release_connection(self):
+        pass
+
+    def claim(self, count, mirror=None, wait=0.0):
         self.claim_outage.check()
         jobs, self.ready = self.ready[:count], self.ready[count:]
+        if not jobs and wait:
+            _real_sleep(0)  # a claim that waits for the next job
         return jobs
-
-    def wait_for_jobs(self, timeout):
-        _real_sleep(0)
-        return bool(self.ready)
 
     def finish(self, ids, results=None, notify=False):
         self.finish_outage.check()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gevent
 import gevent.event
 
+from realtime_glue import worker as worker_module
 from realtime_glue.errors import Reject, TransientFailure
 from realtime_glue.jobqueue import ClaimedJob
-from realtime_glue.worker import PipelineWorker
+from realtime_glue.worker import Finisher, Outcome, PipelineWorker, Settle
 
 
 class Feed:
@@ -17,13 +18,17 @@ class Feed:
         self.ready = [ClaimedJob(f"j{n}", b"{}", 0) for n in range(count)]
         self.written: list[tuple[str, list[str]]] = []
 
-    def claim(self, count, mirror=None):
-        jobs, self.ready = self.ready[:count], self.ready[count:]
-        return jobs
+    def with_own_connection(self):
+        return self
 
-    def wait_for_jobs(self, timeout):
-        gevent.sleep(0.001)
-        return bool(self.ready)
+    def release_connection(self):
+        pass
+
+    def claim(self, count, mirror=None, wait=0.0):
+        jobs, self.ready = self.ready[:count], self.ready[count:]
+        if not jobs and wait:
+            gevent.sleep(0.001)  # a claim that waits for the next job
+        return jobs
 
     def finish(self, ids, results=None, notify=False):
         self.written.append(("finish", list(ids)))
@@ -94,3 +99,97 @@ def test_stop_gives_an_unfinished_batch_back_in_claim_order():
     worker.stop(grace=0.1)
     assert feed.written == [("release", ["j0", "j1", "j2", "j3", "j4"])]
     assert worker.held == set()
+
+
+def test_outcomes_that_come_one_at_a_time_are_written_together():
+    feed = Feed(0)
+    finisher = Finisher(feed, linger=30.0).start()
+    finisher.send(Outcome("j0", Settle.FINISH))
+    gevent.sleep(0)  # the finisher has the first and lingers for more
+    finisher.send(Outcome("j1", Settle.FINISH))
+    finisher.send(Outcome("j2", Settle.FINISH))
+    assert feed.written == []
+    assert finisher.flush(timeout=5)  # flushing hurries it
+    assert feed.written == [("finish", ["j0", "j1", "j2"])]
+    finisher.stop()
+
+
+def test_a_worker_out_of_slots_does_not_wait_for_the_finisher_to_linger():
+    feed = Feed(6)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=2, claim_batch=2)
+    worker.finisher.linger = 30.0
+    settle(worker, feed, 6)
+    assert [job for _, ids in feed.written for job in ids] == [f"j{n}" for n in range(6)]
+    assert worker.held == set()
+
+
+class YieldingFeed(Feed):
+    """Claims take a moment, as a round trip to Redis does."""
+
+    def claim(self, count, mirror=None, wait=0.0):
+        gevent.sleep(0)
+        return super().claim(count, mirror, wait)
+
+
+class Runs:
+    """Records which greenlet ran each batch; hangs on the jobs in `hang`."""
+
+    def __init__(self, hang=()):
+        self.greenlets = []
+        self.hang = set(hang)
+        self.release = gevent.event.Event()
+
+    def run_batch(self, messages):
+        self.greenlets.append(gevent.getcurrent())
+        if any(m.job_id in self.hang for m in messages):
+            self.release.wait()
+        return [None] * len(messages)
+
+
+def test_batches_one_after_another_reuse_their_greenlets():
+    feed = YieldingFeed(20)
+    runs = Runs()
+    worker = PipelineWorker(feed, runs, concurrency=8, claim_batch=1)
+    settle(worker, feed, 20)
+    assert len(runs.greenlets) == 20
+    assert len(set(runs.greenlets)) < 10
+
+
+def test_a_batch_that_hangs_does_not_hold_up_the_next_ones():
+    feed = YieldingFeed(5)
+    runs = Runs(hang={"j0"})
+    worker = PipelineWorker(feed, runs, concurrency=8, claim_batch=1)
+    worker.start()
+    for _ in range(2000):
+        if sum(len(ids) for _, ids in feed.written) >= 4:
+            break
+        gevent.sleep(0.001)
+    assert [job for _, ids in feed.written for job in ids] == ["j1", "j2", "j3", "j4"]
+    runs.release.set()
+    worker.stop(grace=1)
+    assert [job for _, ids in feed.written for job in ids] == ["j1", "j2", "j3", "j4", "j0"]
+
+
+def test_after_a_claim_that_emptied_the_feed_the_next_claim_lingers(monkeypatch):
+    monkeypatch.setattr(worker_module, "CLAIM_LINGER", 0.5)
+    feed = YieldingFeed(1)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=8, claim_batch=8)
+    worker.start()
+    gevent.sleep(0.05)  # j0 was claimed alone: the loop lingers
+    feed.ready += [ClaimedJob("j1", b"{}", 0), ClaimedJob("j2", b"{}", 0)]
+    gevent.sleep(0.05)
+    assert [job.id for job in feed.ready] == ["j1", "j2"]  # not claimed yet
+    for _ in range(2000):  # then claimed together
+        if sum(len(ids) for _, ids in feed.written) >= 3:
+            break
+        gevent.sleep(0.001)
+    worker.stop(grace=1)
+    assert feed.written == [("finish", ["j0"]), ("finish", ["j1", "j2"])]
+
+
+def test_a_claim_that_fills_every_free_slot_does_not_linger(monkeypatch):
+    monkeypatch.setattr(worker_module, "CLAIM_LINGER", 30.0)
+    feed = YieldingFeed(16)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=16, claim_batch=8)
+    settle(worker, feed, 16)
+    assert sorted(job for _, ids in feed.written for job in ids) == sorted(f"j{n}" for n in range(16))

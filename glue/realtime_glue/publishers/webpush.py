@@ -135,6 +135,10 @@ class WebPushPublish(Stage):
             )
             self.endpoint = EndpointServer(app, listen)
 
+    def backlog_holders(self) -> list:
+        """Each origin's backlog feed and the records its drainer holds (for the heartbeat)."""
+        return self.backlogs.holders() if self.backlogs is not None else []
+
     def start(self) -> None:
         if self.backlogs is not None:
             self.backlogs.start()

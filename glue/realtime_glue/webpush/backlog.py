@@ -12,22 +12,23 @@ as for a new message: sent, subscription deleted, or dead-lettered.
     glue.webpush.backlog:<pipeline>:<host[:port]>   the origin's feed (Thoonk keys, see jobqueue)
     glue.webpush.backlogs:<pipeline>                set of origins that have one (found again on start)
 
-The drainer heartbeats its feed and takes back claims of a process that died
-mid-drain, as the worker does for the job feed.
+The records a drainer has claimed are renewed by the service's heartbeat
+(OriginBacklogs.holders), and the service's reclaimer takes back the claims of
+a process that died mid-drain, as for the job feed and the push nodes' backlogs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
 
 from ..actor import Actor
-from ..backoff import backoff_delay
+from ..backoff import Backoff
 from ..jobqueue import JobFeed
 from .delivery import Deliverer, now_ms
 from .metrics import WebPushMetrics
@@ -54,12 +55,6 @@ def backlog_index_key(pipeline: str) -> str:
     return f"glue.webpush.backlogs:{pipeline}"
 
 
-def retry_delay(failures: int, base: float, cap: float) -> float:
-    """Capped exponential backoff with equal jitter; any number of failures is fine."""
-    delay = backoff_delay(min(failures, 30), base, cap)
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
 class OriginBacklog(Actor):
     """One origin's held messages, and the greenlet that delivers them when the origin is back."""
 
@@ -69,8 +64,6 @@ class OriginBacklog(Actor):
         feed: JobFeed,
         deliverer: Deliverer,
         metrics: WebPushMetrics,
-        visibility_timeout: float = 30.0,
-        max_failures: int = 10,
         min_backoff: float = 0.5,
         max_backoff: float = 300.0,
     ):
@@ -79,26 +72,39 @@ class OriginBacklog(Actor):
         self.feed = feed
         self.deliverer = deliverer
         self.metrics = metrics
-        self.visibility_timeout = visibility_timeout
-        self.max_failures = max_failures
         self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
+        self.backoff = Backoff(min_backoff, max_backoff)
         self.down = False
         self.not_before = 0.0  # time.monotonic() before which nothing goes to the origin
-        self._last_beat = 0.0
+        self.held: set[str] = set()  # records claimed by drain_once and not yet settled
+        self.holding = 0  # hold() calls writing records now
 
     def hold(
-        self, requests: list[PushRequest], reason: str, failed: bool, retry_after: float | None = None
+        self,
+        requests: list[PushRequest],
+        reason: str,
+        failed: bool,
+        retry_after: float | None = None,
+        before_put: Callable[[], None] | None = None,
     ) -> None:
         """Queue requests behind what the origin already holds; raises on a Redis error.
 
         `failed`: the origin just refused some of them (not only queued behind): its
-        drainer waits Retry-After, or the first backoff step, before trying again."""
+        drainer waits Retry-After, or the first backoff step, before trying again.
+        Everything the drainer looks at is set before the first Redis call yields, and
+        while records are on their way in the drainer does not call the origin back up
+        (an empty claim then says nothing): `before_put` is a Redis call made in that time."""
         self.mark_down(reason)
         if failed:
             pause = retry_after if retry_after is not None else self.min_backoff
             self.not_before = max(self.not_before, time.monotonic() + pause)
-        self.feed.put_many([r.to_record() for r in requests])
+        self.holding += 1
+        try:
+            if before_put is not None:
+                before_put()
+            self.feed.put_many([r.to_record() for r in requests])
+        finally:
+            self.holding -= 1
         self.metrics.count("held", len(requests))
 
     def mark_down(self, reason: str) -> None:
@@ -121,31 +127,32 @@ class OriginBacklog(Actor):
         counts = self.feed.counts()
         return counts["ready"] + counts["claimed"]
 
+    def held_ids(self) -> list[str]:
+        """The records this drainer has claimed now (the heartbeat renews their leases)."""
+        return list(self.held)
+
     def run(self) -> None:
-        failures = 0
         while not self.stopping:
             delay = 0.0
             try:
-                self._keep_claims_alive()
                 wait = self.not_before - time.monotonic()
                 if wait > 0:
-                    self.sleep(min(wait, 1.0))  # in steps, so the heartbeat goes on
+                    self.sleep(min(wait, 1.0))  # in steps, so a stop is seen
                     continue
                 drained = self.drain_once()
-                if drained.claimed == 0:
+                if drained.claimed == 0 and self.holding:
+                    self.sleep(0.01)  # records are on their way in: not empty yet
+                elif drained.claimed == 0:
                     if self.down:
                         log.warning("push service %s takes messages again; its backlog is empty", self.origin)
                     self.down = False
                     self.metrics.backlog_depth(self.origin, 0)
                     self.feed.wait_for_jobs(timeout=1.0)
-                    failures = 0
+                    self.backoff.succeeded()
                 elif drained.retry == 0:
-                    failures = 0
+                    self.backoff.succeeded()
                 else:
-                    delay = max(
-                        drained.retry_after or 0.0, retry_delay(failures, self.min_backoff, self.max_backoff)
-                    )
-                    failures += 1
+                    delay = max(drained.retry_after or 0.0, self.backoff.failed())
                     log.info(
                         "backlog for %s: %d of %d still refused for now; next try in %.1fs",
                         self.origin,
@@ -154,22 +161,10 @@ class OriginBacklog(Actor):
                         delay,
                     )
             except Exception as exc:  # Redis away: the same backoff, never a busy loop
-                delay = retry_delay(failures, self.min_backoff, self.max_backoff)
-                failures += 1
+                delay = self.backoff.failed()
                 log.warning("backlog for %s: %s; retrying in %.1fs", self.origin, exc, delay)
             if delay:
                 self.not_before = time.monotonic() + delay
-
-    def _keep_claims_alive(self) -> None:
-        if time.monotonic() - self._last_beat < self.visibility_timeout / 3:
-            return
-        self.feed.heartbeat()
-        requeued, stalled = self.feed.reclaim_expired(self.visibility_timeout, self.max_failures)
-        if requeued or stalled:
-            log.warning(
-                "backlog for %s: %d expired claims requeued, %d stalled", self.origin, requeued, stalled
-            )
-        self._last_beat = time.monotonic()
 
     def drain_once(self) -> Drained:
         """Deliver up to BATCH held messages, the oldest first and then the rest
@@ -179,6 +174,7 @@ class OriginBacklog(Actor):
         jobs = self.feed.claim(BATCH)
         if not jobs:
             return Drained(0)
+        self.held.update(job.id for job in jobs)
         finished: list[str] = []
         retry_ids: list[str] = []
         retry_after = None
@@ -222,6 +218,7 @@ class OriginBacklog(Actor):
             done = set(finished)
             # Released ids go back to the front in the order given: the oldest is claimed first again.
             self.feed.release([j.id for j in jobs if j.id not in done])
+            self.held.difference_update(job.id for job in jobs)
         self.metrics.backlog_depth(self.origin, self.depth())
         return Drained(len(jobs), len(retry_ids), retry_after)
 
@@ -259,6 +256,11 @@ class OriginBacklogs:
                 backlog.greenlet.link_exception(_crash)
         return backlog
 
+    def holders(self) -> list[tuple[JobFeed, Callable[[], list[str]]]]:
+        """Each origin's backlog feed and the records its drainer holds: the service's
+        heartbeat renews them and its reclaimer takes back a dead process's."""
+        return [(backlog.feed, backlog.held_ids) for backlog in list(self.backlogs.values())]
+
     def is_down(self, origin: str) -> bool:
         backlog = self.backlogs.get(origin)
         return backlog is not None and backlog.down
@@ -268,12 +270,10 @@ class OriginBacklogs:
     ) -> None:
         new = origin not in self.backlogs
         backlog = self._backlog(origin)
-        # Down before the first Redis call yields: a batch running meanwhile
-        # must queue behind these, not overtake them.
-        backlog.mark_down(reason)
-        if new:
-            self.redis.sadd(backlog_index_key(self.pipeline), origin)
-        backlog.hold(requests, reason, failed, retry_after)
+        # Down (and the drainer told to wait) before the first Redis call yields: a
+        # batch running meanwhile must queue behind these, not overtake them.
+        index = (lambda: self.redis.sadd(backlog_index_key(self.pipeline), origin)) if new else None
+        backlog.hold(requests, reason, failed, retry_after, before_put=index)
 
     def stop(self) -> None:
         self.running = False
