@@ -186,6 +186,14 @@ class PrimaryConnection(SentinelManagedConnection):
                 f"{_address(address)} is a {role}, not a primary: the sentinels' answer is out of date"
             )
 
+    def send_packed_command(self, command, check_health=True):
+        # A connection kept out of the pool (own_connection.py) reconnects here. redis-py 5+
+        # would reconnect to the address it had (connect_check_health), the old primary after
+        # a failover; connect() asks the sentinels (redis-py 4 does that itself).
+        if not self._sock:
+            self.connect()
+        return super().send_packed_command(command, check_health)
+
     def read_response(self, *args, **kwargs):
         try:
             return super().read_response(*args, **kwargs)

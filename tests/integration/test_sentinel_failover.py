@@ -181,11 +181,18 @@ def test_the_glue_follows_a_failover_without_restarting_and_loses_no_acknowledge
 
         assert producer.done.wait(120), "the producer did not finish"
         for node, subs in zip(nodes, subscribers, strict=True):
-            wait_until(
-                lambda subs=subs: all(set(producer.acked[c]) <= set(subs.received[c]) for c in CHANNELS),
-                60,
-                what=f"every acknowledged job on {node.base_url}",
-            )
+            try:
+                wait_until(
+                    lambda subs=subs: all(set(producer.acked[c]) <= set(subs.received[c]) for c in CHANNELS),
+                    60,
+                    what=f"every acknowledged job on {node.base_url}",
+                )
+            except TimeoutError:
+                missing = {c: sorted(set(producer.acked[c]) - set(subs.received[c]))[:10] for c in CHANNELS}
+                raise AssertionError(
+                    f"{node.base_url}: acknowledged jobs missing (first 10 per channel): {missing}\n"
+                    f"glue log (end):\n{glue.log()[-6000:]}"
+                ) from None
         duplicates = [
             check_delivery(producer.acked, subs.received, node.base_url)
             for node, subs in zip(nodes, subscribers, strict=True)
