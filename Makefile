@@ -96,6 +96,9 @@ package-test: repo
 # Then encrypted Web Push messages per second from one glue process beside the
 # plain http stage, as ratios (see bench/webpush_bench.py; BENCH_GLUE_PYTHON=
 # /usr/bin/python3 runs the glue on Debian's python3-* packages).
+# Then enqueue -> EventSource latency while Redis fails over (Sentinel; the
+# primary killed -9 under durable puts): p99 in the failover window against
+# steady, seconds until flowing again, lost and duplicates (bench/failover_bench.py).
 # Then the push node: its settings compared (bench/node_settings.py), and its
 # CPU per delivery against bench/fanout_baseline.c with node and clients in
 # their own network namespaces, 250,000 subscribers (BENCH_SUBSCRIBERS), what
@@ -111,6 +114,7 @@ bench: deps push-stream-module
 	BENCH_BEFORE=$(BENCH_BEFORE) flock /tmp/rg-bench.lock $(PY) bench/glue_bench.py
 	flock /tmp/rg-bench.lock $(PY) bench/partition_bench.py
 	$(PY) bench/webpush_bench.py
+	$(PY) bench/failover_bench.py
 	flock /tmp/rg-bench.lock $(PY) bench/node_settings.py
 	flock /tmp/rg-bench.lock $(PY) bench/node_capacity.py
 	flock /tmp/rg-bench.lock $(PY) bench/tls_capacity.py

@@ -4,8 +4,9 @@
 
 Connects to /ev/CHANNEL, prints "connected", then reads events until COUNT
 arrived or nothing came for TIMEOUT seconds. Each event's body is the format
-stage's JSON; its data carries `sent` (time.time() at enqueue). Writes
-{"latencies_ms": [...], "received": n} to OUT.json.
+stage's JSON; its data carries `sent` (time.time() at enqueue) and `n`. Writes
+{"latencies_ms": [...], "received": n, "arrivals": [[n, sent, received], ...]}
+to OUT.json.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main(host: str, port: int, channel: str, count: int, timeout: float, out: st
         raise SystemExit(f"subscriber: /ev/{channel} answered HTTP {response.status}")
     print("connected", flush=True)
     latencies = []
+    arrivals = []
     data_lines: list[bytes] = []
     try:
         while len(latencies) < count:
@@ -37,11 +39,12 @@ def main(host: str, port: int, channel: str, count: int, timeout: float, out: st
                 body = json.loads(b"\n".join(data_lines))
                 data_lines = []
                 latencies.append((received - body["data"]["sent"]) * 1000)
+                arrivals.append([body["data"].get("n"), body["data"]["sent"], received])
     except TimeoutError:
         pass
     conn.close()
     with open(out, "w") as handle:
-        json.dump({"latencies_ms": latencies, "received": len(latencies)}, handle)
+        json.dump({"latencies_ms": latencies, "received": len(latencies), "arrivals": arrivals}, handle)
 
 
 if __name__ == "__main__":

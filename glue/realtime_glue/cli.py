@@ -10,14 +10,17 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+from redis.exceptions import RedisError  # noqa: E402
+
 from . import __version__  # noqa: E402
 from .config import GlueConfig, config_path, load_config  # noqa: E402
-from .errors import ConfigError  # noqa: E402
+from .errors import ConfigError, PutNotReplicated  # noqa: E402
 from .firehose.commands import add_commands as add_firehose_commands  # noqa: E402
 from .jobqueue import JobFeed, JobState  # noqa: E402
 from .logs import setup_logging  # noqa: E402
 from .partitions import PartitionedFeed  # noqa: E402
 from .pipeline import build_pipeline  # noqa: E402
+from .primary_watch import describe_primary, redis_status  # noqa: E402
 from .sign_command import add_command as add_sign_command  # noqa: E402
 from .sign_command import subscribe_keys  # noqa: E402
 from .stage import StageContext  # noqa: E402
@@ -26,6 +29,10 @@ from .webpush.commands import add_commands as add_webpush_commands  # noqa: E402
 # sysexits.h: systemd shows these by name (status=78/CONFIG), and glue@.service
 # does not restart on EX_CONFIG: a bad config stays bad until someone edits it.
 EX_CONFIG = 78
+# A durable put not confirmed by enough replicas: queued, try again later.
+EX_TEMPFAIL = 75
+# check-config: the sentinels know the service but name no working primary now.
+EX_UNAVAILABLE = 69
 
 
 def main(argv=None) -> int:
@@ -45,6 +52,11 @@ def main(argv=None) -> int:
     p.add_argument("pipeline", help="a pipeline name (its feed is used) or feed:NAME")
     p.add_argument("payload", nargs="?", help="the job payload (JSON); omit to read lines from stdin")
     p.add_argument("--priority", action="store_true", help="consume before the jobs already queued")
+    p.add_argument(
+        "--durable",
+        action="store_true",
+        help="return only once a replica has the jobs ([redis] durable_replicas); else exit 75",
+    )
     p.set_defaults(func=cmd_enqueue)
 
     p = sub.add_parser("status", help="depth, claimed, stalled, backlog per node and rates of each pipeline")
@@ -91,12 +103,17 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"realtime-glue: config error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except PutNotReplicated as exc:
+        # Queued all the same: their ids, then why they may not survive a failover.
+        print("\n".join(exc.job_ids))
+        print(f"realtime-glue: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except BrokenPipeError:
         return 0
 
 
 def _redis(config: GlueConfig):
-    from .service import connect_redis
+    from .redis_connection import connect_redis
 
     return connect_redis(config)
 
@@ -121,10 +138,11 @@ def cmd_run(args, config: GlueConfig) -> int:
 
 def _producer(config: GlueConfig, target: str) -> PartitionedFeed:
     """Where `enqueue` puts jobs: the pipeline's feed, or its channel's partition of it."""
+    durability = {"durable_replicas": config.durable_replicas, "durable_timeout": config.durable_timeout}
     if target.startswith("feed:"):
-        return PartitionedFeed(_redis(config), target[5:])
+        return PartitionedFeed(_redis(config), target[5:], **durability)
     pc = config.pipeline(target)
-    return PartitionedFeed(_redis(config), pc.feed, pc.partitions)
+    return PartitionedFeed(_redis(config), pc.feed, pc.partitions, **durability)
 
 
 def cmd_enqueue(args, config: GlueConfig) -> int:
@@ -137,7 +155,7 @@ def cmd_enqueue(args, config: GlueConfig) -> int:
 
 def _enqueue(args, feed: PartitionedFeed) -> int:
     if args.payload is not None:
-        print(feed.put(args.payload, priority=args.priority))
+        print(feed.put(args.payload, priority=args.priority, durable=args.durable))
         return 0
     batch = []
     for line in sys.stdin:
@@ -145,10 +163,10 @@ def _enqueue(args, feed: PartitionedFeed) -> int:
         if line:
             batch.append(line)
         if len(batch) >= 500:
-            print("\n".join(feed.put_many(batch, priority=args.priority)))
+            print("\n".join(feed.put_many(batch, priority=args.priority, durable=args.durable)))
             batch = []
     if batch:
-        print("\n".join(feed.put_many(batch, priority=args.priority)))
+        print("\n".join(feed.put_many(batch, priority=args.priority, durable=args.durable)))
     return 0
 
 
@@ -226,13 +244,17 @@ def cmd_status(args, config: GlueConfig) -> int:
             first[name] = again
     rows = [first[n] for n in names]
     memory = redis_memory(redis)
+    primary = redis_status(redis)
     for row in rows:
         row["redis_memory"] = memory
+        row["redis"] = primary
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if memory["warning"]:
         print(f"WARNING: {memory['warning']}")
+    if primary["sentinel"]:
+        print(describe_primary(primary))
     for row in rows:
         age = row["oldest_unfinished_seconds"]
         print(f"{row['pipeline']} (feed {row['feed']}):")
@@ -309,6 +331,18 @@ def cmd_readers(args, config: GlueConfig) -> int:
 
 
 def cmd_check_config(args, config: GlueConfig) -> int:
+    if config.redis_sentinel is not None:
+        from .redis_connection import check_sentinels
+
+        try:
+            found = check_sentinels(config)
+        except RedisError as exc:  # they know the service, but no primary works now
+            print(f"realtime-glue: redis: {exc}", file=sys.stderr)
+            return EX_UNAVAILABLE
+        print(
+            f"redis: service {config.redis_sentinel.service}: primary {found.primary[0]}:{found.primary[1]}"
+            f" (sentinel {found.sentinel}, epoch {found.epoch})"
+        )
     for name, pc in sorted(config.pipelines.items()):
         try:
             pipeline = build_pipeline(

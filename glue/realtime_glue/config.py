@@ -17,6 +17,19 @@ from .partitions import partition_feed_names
 from .registry import PRESETS, STAGES
 
 DEFAULT_PATH = "/etc/realtime-glue/glue.toml"
+REDIS_KEYS = (
+    "url",
+    "password_file",
+    "timeout",
+    # Sentinel: the primary of `service`, as these sentinels say.
+    "sentinels",
+    "service",
+    "sentinel_password_file",
+    "db",
+    # Durable puts.
+    "durable_replicas",
+    "durable_timeout",
+)
 ENV_PATH = "REALTIME_GLUE_CONFIG"
 # The push_stream role's push_stream_max_message_size (64k), the nodes' client_max_body_size.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
@@ -81,6 +94,16 @@ class SubscribeConfig:
 
 
 @dataclass
+class SentinelConfig:
+    """[redis] sentinels, service: the glue follows that service's primary."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    password: str | None
+    db: int
+
+
+@dataclass
 class GlueConfig:
     path: str
     redis_url: str
@@ -108,6 +131,12 @@ class GlueConfig:
     # The CA file https:// push nodes are checked against ("": the system's trust store).
     push_ca_file: str = ""
     subscribe: SubscribeConfig = field(default_factory=SubscribeConfig)
+    # With Sentinel ([redis] sentinels): the service to follow; redis_url is unused.
+    redis_sentinel: SentinelConfig | None = None
+    # Durable puts (put(durable=True), enqueue --durable): replicas that must
+    # have a put before it is acknowledged, and how long to wait for them.
+    durable_replicas: int = 1
+    durable_timeout: float = 2.0
 
     def pipeline(self, name: str) -> PipelineConfig:
         if name not in self.pipelines:
@@ -180,7 +209,7 @@ class _Reader:
         for name in self.data:
             if name not in top_keys:
                 raise ConfigError(name, f"unknown section (known: {', '.join(top_keys)})")
-        redis = self.table(self.data, "redis", "redis", ("url", "password_file", "timeout"))
+        redis = self.table(self.data, "redis", "redis", REDIS_KEYS)
         queue = self.table(
             self.data,
             "queue",
@@ -206,16 +235,7 @@ class _Reader:
         url = self.value(redis, "url", "redis", str, "redis://127.0.0.1:6379/0")
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("redis.url", f"expected redis://, rediss:// or unix://, got {url!r}")
-        password = None
-        password_file = self.value(redis, "password_file", "redis", str, "")
-        if password_file:
-            try:
-                with open(password_file) as handle:
-                    password = handle.read().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    "redis.password_file", f"cannot read {password_file}: {exc.strerror}"
-                ) from None
+        password = self.secret(redis, "password_file", "redis")
 
         nodes = self.value(push, "nodes", "push", list, [])
         for index, node in enumerate(nodes):
@@ -280,6 +300,19 @@ class _Reader:
             subscribe=self.subscribe(),
         )
         config.readers = self.readers(config)
+        config.redis_sentinel = self.sentinel(redis)
+        config.durable_replicas = self.value(
+            redis, "durable_replicas", "redis", int, 1, lambda v: v >= 1, "an integer >= 1"
+        )
+        config.durable_timeout = self.value(
+            redis,
+            "durable_timeout",
+            "redis",
+            float,
+            2.0,
+            lambda v: 0 < v < config.redis_timeout,
+            f"seconds > 0 and below [redis] timeout ({config.redis_timeout:g})",
+        )
         for index, name in enumerate(sorted(pipelines)):
             pc = self.pipeline(name, pipelines, config)
             if pc.metrics_listen is None:
@@ -360,6 +393,44 @@ class _Reader:
             key_id=self.value(table, "key_id", "subscribe", str, ""),
             url=url,
             private_prefixes=tuple(prefixes),
+        )
+
+    def secret(self, table: dict, key: str, where: str) -> str | None:
+        """The content of the file `key` names (stripped), None when not given."""
+        path = self.value(table, key, where, str, "")
+        if not path:
+            return None
+        try:
+            with open(path) as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}.{key}", f"cannot read {path}: {exc.strerror}") from None
+
+    def sentinel(self, redis: dict) -> SentinelConfig | None:
+        """[redis] sentinels = ["host:port", ...] and service: Redis through Sentinel."""
+        if "sentinels" not in redis:
+            for key in ("service", "sentinel_password_file", "db"):
+                if key in redis:
+                    raise ConfigError(f"redis.{key}", "only used with [redis] sentinels")
+            return None
+        if "url" in redis:
+            raise ConfigError("redis.url", "give url (one Redis) or sentinels (Sentinel), not both")
+        listed = self.value(redis, "sentinels", "redis", list, [])
+        if not listed:
+            raise ConfigError("redis.sentinels", 'list at least one sentinel as "host:port"')
+        sentinels = []
+        for index, entry in enumerate(listed):
+            host, _, port = entry.rpartition(":") if isinstance(entry, str) else ("", "", "")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"redis.sentinels[{index}]", f'expected "host:port", got {entry!r}')
+            sentinels.append((host.strip("[]"), int(port)))
+        if "service" not in redis:
+            raise ConfigError("redis.service", "the Sentinel service name is needed with [redis] sentinels")
+        return SentinelConfig(
+            sentinels=sentinels,
+            service=self.value(redis, "service", "redis", str, "", lambda v: bool(v), "a service name"),
+            password=self.secret(redis, "sentinel_password_file", "redis"),
+            db=self.value(redis, "db", "redis", int, 0, lambda v: v >= 0, "a database number >= 0"),
         )
 
     def _listen(self, table: dict, where: str) -> str | None:

@@ -5,6 +5,7 @@ GlueError
 ├── ConnectionClosed      a server closed a keep-alive connection with requests unanswered
 ├── NodeUnreadable        a push node did not give the readers unit its statistics or take its message
 ├── SigningError          a subscribe URL cannot be signed as asked (the channel, the key)
+├── PutNotReplicated      a durable put reached fewer replicas than asked: it may not survive a failover
 └── JobError              what happened to one job in a stage
     ├── Reject            it can never be processed as it is: stall it with the reason
     └── TransientFailure  it failed for now: give it back to the queue, failure counted
@@ -41,6 +42,25 @@ class NodeUnreadable(GlueError):
 
 class SigningError(GlueError):
     """A subscribe URL cannot be signed as asked: a bad channel or ttl, or no key that may sign it."""
+
+
+class PutNotReplicated(GlueError):
+    """A durable put is queued on the primary, but fewer replicas than asked confirmed
+    it in time: it survives a failover only if a replica copied it since."""
+
+    def __init__(self, feed: str, job_ids: list[str], acknowledged: int, wanted: int, timeout: float):
+        jobs = f"job {job_ids[0]}" if len(job_ids) == 1 else f"{len(job_ids)} jobs ({job_ids[0]} ...)"
+        super().__init__(
+            f"{jobs} on feed {feed}: {acknowledged} of {wanted} replica(s) confirmed the put within "
+            f"{timeout:g}s. It is queued on the primary and will be delivered unless the primary is "
+            "lost before a replica copies it, so it may or may not survive a failover; putting it "
+            "again with the same job id adds no copy while the feed holds it"
+        )
+        self.feed = feed
+        self.job_ids = job_ids
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+        self.timeout = timeout
 
 
 class JobError(GlueError):

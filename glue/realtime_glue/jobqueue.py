@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import NoScriptError
 
+from .errors import PutNotReplicated
 from .lua_scripts import lua_script, lua_source, run_script
 from .own_connection import OwnConnection, command, packed
 
@@ -150,11 +151,21 @@ class FeedKeys:
 class JobFeed:
     """One Thoonk job feed. All methods are single atomic round trips."""
 
-    def __init__(self, redis, feed: str, worker_id: str | None = None):
+    def __init__(
+        self,
+        redis,
+        feed: str,
+        worker_id: str | None = None,
+        durable_replicas: int = 1,
+        durable_timeout: float = 2.0,
+    ):
         self.redis = redis
         self.name = feed
         self.keys = FeedKeys(feed)
         self.worker_id = worker_id or new_worker_id()
+        # A durable put is acknowledged once this many replicas have it (WAIT).
+        self.durable_replicas = durable_replicas
+        self.durable_timeout = durable_timeout
         # A script without a mirror never touches its mirror_* keys.
         self._named_keys = {**self.keys.named(), **self.keys.named("mirror_")}
         # With a connection of its own (with_own_connection), claims and finishes take the
@@ -204,16 +215,27 @@ class JobFeed:
             return self._own.call(call, 1)[0]
 
     # --- producing -----------------------------------------------------------
-    def put(self, item: bytes | str, priority: bool = False, job_id: str | None = None) -> str:
+    def put(
+        self, item: bytes | str, priority: bool = False, job_id: str | None = None, durable: bool = False
+    ) -> str:
+        """Queue a job; returns its id. `durable`: see put_many."""
+        if durable:
+            return self.put_many([item], priority, ids=None if job_id is None else [job_id], durable=True)[0]
         job_id = job_id or uuid.uuid4().hex
         self._run("put", [job_id, item, "1" if priority else "0", "0"])
         return job_id
 
-    def put_many(self, items, priority: bool = False, ids=None) -> list[str]:
+    def put_many(self, items, priority: bool = False, ids=None, durable: bool = False) -> list[str]:
         """Put several jobs in one round trip (one script call each, pipelined).
 
         With `ids`, an id the feed already holds is not put again: putting the
         same batch twice (a retry after a lost reply) puts it once.
+
+        `durable`: return only once `durable_replicas` replicas have the puts
+        (WAIT on the same connection, at most `durable_timeout` seconds); fewer
+        raise PutNotReplicated (the jobs are queued, but may not survive a
+        failover). Any other error leaves it unknown whether they were queued:
+        put them again with the same ids.
         """
         new_ids = ids is None
         ids = [uuid.uuid4().hex for _ in items] if new_ids else list(ids)
@@ -221,7 +243,13 @@ class JobFeed:
         for job_id, item in zip(ids, items, strict=True):
             args = [job_id, item, "1" if priority else "0", "0" if new_ids else "1"]
             self._run("put", args, client=pipe)
-        pipe.execute()
+        if durable:
+            pipe.execute_command("WAIT", self.durable_replicas, int(self.durable_timeout * 1000))
+        replies = pipe.execute()
+        if durable and int(replies[-1]) < self.durable_replicas:
+            raise PutNotReplicated(
+                self.name, ids, int(replies[-1]), self.durable_replicas, self.durable_timeout
+            )
         return ids
 
     def bury(self, item: bytes | str, reason: str, job_id: str | None = None) -> str:

@@ -38,6 +38,9 @@ class GlueMetrics:
         self.failed = counter("glue_jobs_failed_total", "Jobs that failed and went back to the queue")
         self.stalled = counter("glue_jobs_stalled_total", "Jobs stalled with a reason (dead-letter)")
         self.reclaimed = counter("glue_jobs_reclaimed_total", "Expired claims returned to the queue")
+        self.redis_failovers = counter(
+            "glue_redis_failovers_total", "Redis failovers (Sentinel) the glue followed to a new primary"
+        )
         self.backlog_depth = Gauge(
             "glue_backlog_depth", "Messages held for a failing push node", ["node"], registry=self.registry
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import zlib
 
+from .errors import PutNotReplicated
 from .jobqueue import FeedKeys, JobFeed
 from .lease import lease_holder
 
@@ -57,11 +58,12 @@ class PartitionedFeed:
     """A feed in partitions as producers and operators see it: puts each job on its channel's
     partition; counts, stalled jobs and retries over all of them."""
 
-    def __init__(self, redis, feed: str, partitions: int = 1):
+    def __init__(self, redis, feed: str, partitions: int = 1, **feed_options):
+        """`feed_options` go to each partition's JobFeed (durable_replicas, durable_timeout)."""
         self.redis = redis
         self.name = feed
         self.partitions = partitions
-        self.feeds = [JobFeed(redis, name) for name in partition_feed_names(feed, partitions)]
+        self.feeds = [JobFeed(redis, name, **feed_options) for name in partition_feed_names(feed, partitions)]
 
     def feed_for(self, channel: str) -> JobFeed:
         return self.feeds[partition_of(channel, self.partitions)]
@@ -88,10 +90,20 @@ class PartitionedFeed:
         for index, channel in enumerate(channels):
             by_partition.setdefault(partition_of(channel, self.partitions), []).append(index)
         ids: list[str | None] = [None] * len(items)
+        short: list[PutNotReplicated] = []
         for partition, indexes in by_partition.items():
-            put = self.feeds[partition].put_many([items[i] for i in indexes], **put_options)
+            try:
+                put = self.feeds[partition].put_many([items[i] for i in indexes], **put_options)
+            except PutNotReplicated as exc:  # queued all the same: put the other partitions' jobs too
+                short.append(exc)
+                put = exc.job_ids
             for index, job_id in zip(indexes, put, strict=True):
                 ids[index] = job_id
+        if short:
+            # Every job is queued; say so for all of them (which partition fell short is no help).
+            first = short[0]
+            acknowledged = min(exc.acknowledged for exc in short)
+            raise PutNotReplicated(self.name, ids, acknowledged, first.wanted, first.timeout)
         return ids
 
     # --- looking at it as a whole ---------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 
 import gevent
 import gevent.event
@@ -20,27 +21,18 @@ from .notify import SystemdNotifier
 from .partition_workers import PartitionWorkers
 from .partitions import record_partitioning
 from .pipeline import build_pipeline
+from .primary_watch import PrimaryWatch
 from .reclaimer import Reclaimer
+from .redis_connection import check_sentinels, connect_redis, describe_target
 from .stage import StageContext
 from .supervisor import EXIT_PART_DIED, Supervisor
 from .worker import PipelineWorker
 
 log = logging.getLogger(__name__)
 
-
-def connect_redis(config: GlueConfig) -> redis_lib.Redis:
-    # Every command has a deadline: a Redis that accepts connections and never
-    # answers (stopped, swapping, a dead network path) becomes an error the
-    # retry loops report and retry, never a loop blocked forever.
-    return redis_lib.Redis.from_url(
-        config.redis_url,
-        password=config.redis_password,
-        socket_connect_timeout=config.redis_timeout,
-        socket_timeout=config.redis_timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-        max_connections=None,
-    )
+# Seconds a starting glue retries sentinels none of which answers, before it takes
+# the list for a wrong one (exit 78); within systemd's TimeoutStartSec (60 s).
+SENTINEL_STARTUP_WAIT = 30.0
 
 
 class GlueService:
@@ -99,6 +91,8 @@ class GlueService:
             self.metrics,
         )
         self._stop_requested = gevent.event.Event()
+        # Sentinel: follows failovers (drops the connections to an old primary).
+        self.primary_watch = PrimaryWatch(self.redis, self.metrics) if config.redis_sentinel else None
 
     def _backlog_holders(self) -> list:
         """Every stage's backlogs (push nodes', Web Push origins'; these come and go) and the
@@ -121,6 +115,9 @@ class GlueService:
         )
 
     def wait_for_redis(self) -> None:
+        if self.config.redis_sentinel is not None:
+            self.ask_sentinels_at_start()
+        where = describe_target(self.config)
         attempt = 0
         while not self._stop_requested.is_set():
             try:
@@ -128,12 +125,39 @@ class GlueService:
                 return
             except redis_lib.RedisError as exc:
                 delay = backoff_delay(attempt, base=0.1)
-                self.notifier.status(f"waiting for Redis at {self.config.redis_url}: {exc}")
-                log.warning(
-                    "cannot reach Redis at %s (%s); retrying in %.1fs", self.config.redis_url, exc, delay
-                )
+                self.notifier.status(f"waiting for Redis at {where}: {exc}")
+                log.warning("cannot reach Redis at %s (%s); retrying in %.1fs", where, exc, delay)
                 self._stop_requested.wait(delay)
                 attempt += 1
+
+    def ask_sentinels_at_start(self) -> None:
+        """A Sentinel service the sentinels do not know, or a password they refuse, is a
+        config error at once (exit 78). A list none of which answers is one after
+        SENTINEL_STARTUP_WAIT seconds of retries (a boot race passes; a wrong list does
+        not). Once running, the glue keeps retrying whatever happens to the sentinels."""
+        deadline = time.monotonic() + SENTINEL_STARTUP_WAIT
+        attempt = 0
+        while not self._stop_requested.is_set():
+            try:
+                found = check_sentinels(self.config)
+            except (ConfigError, redis_lib.RedisError) as exc:
+                unanswered = isinstance(exc, ConfigError) and exc.key == "redis.sentinels"
+                if isinstance(exc, ConfigError) and (not unanswered or time.monotonic() > deadline):
+                    raise
+                delay = backoff_delay(attempt, base=0.2, cap=2.0)
+                self.notifier.status(f"waiting for the sentinels: {exc}")
+                log.warning("%s; asking again in %.1fs", exc, delay)
+                self._stop_requested.wait(delay)
+                attempt += 1
+                continue
+            log.info(
+                "Redis: service %s, primary %s:%d (sentinel %s, epoch %d)",
+                self.config.redis_sentinel.service,
+                *found.primary,
+                found.sentinel,
+                found.epoch,
+            )
+            return
 
     def request_stop(self) -> None:
         log.info("stop requested")
@@ -160,6 +184,8 @@ class GlueService:
             raise ConfigError(f"pipelines.{pc.name}.partitions", str(exc)) from None
         if self.pipeline_config.metrics_listen:
             self.metrics.serve(self.pipeline_config.metrics_listen)
+        if self.primary_watch is not None:
+            self.primary_watch.start(self.supervisor)
         try:
             self.heartbeat.beat_once()
         except redis_lib.RedisError as exc:
@@ -187,6 +213,8 @@ class GlueService:
         self.pipeline.close()
         self.reclaimer.stop()
         self.heartbeat.stop()
+        if self.primary_watch is not None:
+            self.primary_watch.stop()
         try:
             for feed in self.feeds:
                 feed.leave()

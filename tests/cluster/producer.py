@@ -5,6 +5,7 @@ password) and the installed package, so it needs nothing else on the node.
 Prints each job id on its own line as soon as the job is queued.
 
     python3 producer.py --channel news --rate 100 --count 500   # the cluster tests
+    python3 producer.py --channel news --rate 200 --count 6000 --durable
     python3 producer.py --demo                                  # `make up`: forever
 
 --demo puts one job a second on the channel `demo` and a varying number on
@@ -19,9 +20,12 @@ import random
 import sys
 import time
 
+import redis
+
 from realtime_glue.config import load_config
+from realtime_glue.errors import PutNotReplicated
 from realtime_glue.jobqueue import JobFeed
-from realtime_glue.service import connect_redis
+from realtime_glue.redis_connection import connect_redis
 
 DEMO_TEXTS = ["first!", "nice one", "agreed", "source?", "great news", "what a game", "rain again"]
 DEMO_CHANNELS = {"news": 3, "sports": 5, "weather": 1}  # at most this many jobs a second
@@ -32,16 +36,31 @@ def comment(channel: str, number: int, text: str) -> str:
     return json.dumps({"channel": channel, "event": "comment", "data": data})
 
 
-def produce(feed: JobFeed, channel: str, rate: float, count: int) -> None:
+def produce(feed: JobFeed, channel: str, rate: float, count: int, durable: bool = False) -> None:
     """`count` jobs (0: forever) at `rate` a second, on an absolute schedule so
-    that a slow round trip does not lower the rate."""
+    that a slow round trip does not lower the rate.
+
+    `durable`: each job is a durable put (acknowledged once a replica has it),
+    put again with the same job id until one is acknowledged, as a producer that
+    must not lose a job does through a failover; its id is printed then."""
     start = time.monotonic()
     number = 0
     while count == 0 or number < count:
         delay = start + number / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        print(feed.put(comment(channel, number, f"message {number}")), flush=True)
+        item = comment(channel, number, f"message {number}")
+        if not durable:
+            print(feed.put(item), flush=True)
+        else:
+            job_id = f"{channel}-{number:07d}"
+            while True:
+                try:
+                    feed.put(item, job_id=job_id, durable=True)
+                    break
+                except (redis.RedisError, PutNotReplicated):
+                    time.sleep(0.05)
+            print(job_id, flush=True)
         number += 1
 
 
@@ -65,15 +84,21 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="jobs per second")
     parser.add_argument("--count", type=int, default=0, help="jobs to put (0: forever)")
     parser.add_argument("--demo", action="store_true", help="the demo mix, forever")
+    parser.add_argument("--durable", action="store_true", help="durable puts, retried until acknowledged")
     args = parser.parse_args()
 
     config = load_config(args.config)
-    feed = JobFeed(connect_redis(config), config.pipeline(args.pipeline).feed)
+    feed = JobFeed(
+        connect_redis(config),
+        config.pipeline(args.pipeline).feed,
+        durable_replicas=config.durable_replicas,
+        durable_timeout=config.durable_timeout,
+    )
     try:
         if args.demo:
             demo(feed)
         else:
-            produce(feed, args.channel, args.rate, args.count)
+            produce(feed, args.channel, args.rate, args.count, args.durable)
     except (BrokenPipeError, KeyboardInterrupt):
         return 0
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import socket
 
 
@@ -45,11 +46,34 @@ def test_redis_refuses_clients_without_the_password(cluster):
     assert with_password.stdout.strip() == "PONG"
 
 
-def test_redis_is_not_reachable_from_push_nodes_or_from_outside(cluster):
-    redis_host = cluster.group("redis")[0]
-    for push in cluster.push_hosts:
-        probe = push.run(f"timeout 5 bash -c '</dev/tcp/{redis_host.address}/6379'", check=False)
-        assert probe.returncode != 0, f"{push.name} reaches Redis on {redis_host.address}"
+def ping_reply_from(host, address: str, port: int) -> str:
+    """What a PING without a password gets from `host` ('' when no connection is made)."""
+    # 7 bytes: "-NOAUTH" (head returns at once; the server keeps the connection open).
+    command = f"exec 3<>/dev/tcp/{address}/{port}; printf 'PING\\r\\n' >&3; head -c 7 <&3"
+    return host.run(f"timeout 5 bash -c {shlex.quote(command)}", check=False).stdout
+
+
+def ping_reply_from_here(address: str, port: int) -> str:
     with socket.socket() as probe:
         probe.settimeout(5)
-        assert probe.connect_ex((redis_host.address, 6379)) != 0
+        if probe.connect_ex((address, port)) != 0:
+            return ""
+        probe.sendall(b"PING\r\n")
+        return probe.recv(40).decode(errors="replace")
+
+
+def test_redis_answers_push_nodes_and_outside_only_with_the_password(cluster):
+    """A single Redis listens on its host's loopback only: nothing connects. Replicated
+    (Sentinel), the queue nodes reach each other, so both ports listen on the cluster
+    network too: a client without the password gets only NOAUTH, on either port."""
+    replicated = len(cluster.group("redis")) > 1
+    ports = [6379, 26379] if replicated else [6379]
+    for redis_host in cluster.group("redis"):
+        for port in ports:
+            replies = {
+                push.name: ping_reply_from(push, redis_host.address, port) for push in cluster.push_hosts
+            }
+            replies["this machine"] = ping_reply_from_here(redis_host.address, port)
+            for where, reply in replies.items():
+                allowed = reply.startswith("-NOAUTH") if replicated and reply else reply == ""
+                assert allowed, f"{where} -> {redis_host.name}:{port} without a password: {reply!r}"

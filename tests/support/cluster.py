@@ -171,8 +171,10 @@ class Cluster:
         out = self.glue.run(f"sudo -u realtime-glue realtime-glue status --json --sample 0 {pipeline}").stdout
         return json.loads(out)[0]
 
-    def produce(self, channel: str, rate: float, count: int, pipeline: str = "demo") -> Producer:
-        return Producer(self.glue, channel, rate, count, pipeline)
+    def produce(
+        self, channel: str, rate: float, count: int, pipeline: str = "demo", durable: bool = False
+    ) -> Producer:
+        return Producer(self.glue, channel, rate, count, pipeline, durable)
 
 
 class RemotePushNode(PushNode):
@@ -220,10 +222,13 @@ class Producer:
     """`producer.py` on the glue node: `count` jobs at `rate` a second on
     `channel`; `ids` fills with the job ids as they are queued."""
 
-    def __init__(self, glue: Host, channel: str, rate: float, count: int, pipeline: str):
+    def __init__(
+        self, glue: Host, channel: str, rate: float, count: int, pipeline: str, durable: bool = False
+    ):
         self.ids: list[str] = []
         self.count = count
         args = f"--pipeline {pipeline} --channel {shlex.quote(channel)} --rate {rate} --count {count}"
+        args += " --durable" if durable else ""
         with PRODUCER.open("rb") as script:
             self._process = glue.popen(
                 f"sudo -u realtime-glue python3 - {args}",

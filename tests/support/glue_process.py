@@ -18,16 +18,24 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 
 
 def write_config(
-    directory: Path, redis_url: str, nodes: list[str], pipelines: str, extra: str = "", push_extra: str = ""
+    directory: Path,
+    redis_url: str,
+    nodes: list[str],
+    pipelines: str,
+    extra: str = "",
+    push_extra: str = "",
+    redis_table: str = "",
 ) -> Path:
     """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables, `push_extra`
-    more keys of [push] (e.g. `ca_file = "..."`)."""
+    more keys of [push] (e.g. `ca_file = "..."`); `redis_table`, when given, is the
+    [redis] table's content in place of `url = redis_url`."""
     path = directory / "glue.toml"
     node_list = ", ".join(f'"{n}"' for n in nodes)
+    redis_table = redis_table or f'url = "{redis_url}"'
     path.write_text(
         f"""
 [redis]
-url = "{redis_url}"
+{redis_table}
 
 [queue]
 visibility_timeout = 3

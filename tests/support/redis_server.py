@@ -16,11 +16,13 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 class RedisServer:
-    def __init__(self, appendonly: bool = False, password: str | None = None):
+    def __init__(self, appendonly: bool = False, password: str | None = None, extra_args: list[str] = ()):
         self.dir = Path(tempfile.mkdtemp(prefix="glue-redis-"))
         self.port = free_port()
         self.appendonly = appendonly
         self.password = password
+        # More redis-server options, e.g. ["--replicaof", "127.0.0.1", "6379"].
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -44,6 +46,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -132,7 +132,7 @@ def cmd_token(args, config) -> int:
 
 
 def _redis(config):
-    from ..service import connect_redis
+    from ..redis_connection import connect_redis
 
     return connect_redis(config)
 
