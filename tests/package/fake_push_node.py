@@ -44,4 +44,4 @@ class Publisher(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    ThreadingHTTPServer(("127.0.0.1", 80), Publisher).serve_forever()
+    ThreadingHTTPServer(("127.0.0.1", 8080), Publisher).serve_forever()

@@ -97,9 +97,9 @@ in_ct getent group realtime-glue || fail "no realtime-glue group"
 in_ct realtime-glue check-config
 ok "binary, conffile, user, glue.target enabled, glue@ template left alone, config valid"
 
-step "a stand-in push node on 127.0.0.1:80 (the default config's node)"
+step "a stand-in push node on 127.0.0.1:8080 (the default config's node: a push node's cluster listener)"
 in_ct systemd-run --unit=fake-push-node python3 /srv/package-test/fake_push_node.py /run/pushed.log
-push_node_up() { in_ct python3 -c 'import socket; socket.create_connection(("127.0.0.1", 80), 1)'; }
+push_node_up() { in_ct python3 -c 'import socket; socket.create_connection(("127.0.0.1", 8080), 1)'; }
 wait_for 30 "the stand-in push node listens" push_node_up
 ok "listening"
 
@@ -222,10 +222,10 @@ ok "status=78/CONFIG, the key named, not restarted"
 step "the journal has the glue's priorities and fields (journalctl -p warning, GLUE_NODE=)"
 in_ct systemctl stop fake-push-node
 in_ct realtime-glue enqueue demo '{"channel": "journal", "event": "message", "data": {"seq": 1}}'
-warned() { in_ct journalctl -u glue@demo.service -p warning --no-pager | contains 'push node 127.0.0.1:80 is failing'; }
+warned() { in_ct journalctl -u glue@demo.service -p warning --no-pager | contains 'push node 127.0.0.1:8080 is failing'; }
 wait_for 60 "a warning at priority warning in the journal" warned
 in_ct journalctl -u glue@demo.service -p warning --no-pager -n 5
-node_entry=$(in_ct journalctl GLUE_NODE=127.0.0.1:80 GLUE_PIPELINE=demo -p warning -o json -n 1 --no-pager)
+node_entry=$(in_ct journalctl GLUE_NODE=127.0.0.1:8080 GLUE_PIPELINE=demo -p warning -o json -n 1 --no-pager)
 echo "$node_entry" | python3 -c 'import json, sys; e = json.load(sys.stdin); assert e["PRIORITY"] == "4" and e["SYSLOG_IDENTIFIER"] == "glue@demo", e; print("PRIORITY", e["PRIORITY"], "GLUE_NODE", e["GLUE_NODE"], "MESSAGE", e["MESSAGE"])' \
     || fail "no journal entry with GLUE_NODE and priority 4"
 if in_ct journalctl -u glue@demo.service --no-pager -o cat -n 200 | contains 'glue@demo realtime_glue'; then
@@ -333,7 +333,7 @@ if in_ct getent passwd realtime-glue >/dev/null; then
 fi
 
 step "the push-stream module package ($module_package) on $suite"
-# The stand-in push node leaves port 80 to nginx.
+# The stand-in push node leaves port 8080 to nginx (its cluster listener).
 in_ct systemctl stop fake-push-node.service
 ours=$(cd "$repo" && ls ${module_package}_*.deb)
 loads() { in_ct sh -c "printf 'load_module $module;\\nevents {}\\n' >/tmp/load.conf && nginx -q -t -c /tmp/load.conf"; }
