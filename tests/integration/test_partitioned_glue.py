@@ -22,6 +22,7 @@ from realtime_glue.jobqueue import JobFeed
 from realtime_glue.lease import lease_holder
 from realtime_glue.partitions import PartitionedFeed, partition_feed_names, partition_of
 from support.event_collector import ChannelCollectors
+from support.faulty_node import FaultyNode
 from support.glue_process import DEBIAN_PYTHON, GlueProcess, feed_counts, wait_until, write_config
 
 PARTITIONS = 8
@@ -180,6 +181,57 @@ def test_three_instances_one_killed_keep_each_channels_order_on_both_nodes(
                 glue.terminate()
         for c in collectors:
             c.close()
+
+
+def test_two_instances_keep_each_channels_order_through_a_node_that_keeps_failing(
+    workdir, redis_server, push_nodes
+):
+    # Two faults at once: several instances, and a node that refuses everything (503) for a
+    # second at a time while jobs flow. Both instances hold what it refuses in its one shared
+    # backlog; one drains it at a time, and the other goes live only once it is empty.
+    client = redis_server.client()
+    outage = threading.Event()
+    refused = []
+
+    def refuse_in_outage(path, body):
+        if outage.is_set():
+            refused.append(path)
+            return 503
+        return None
+
+    flapping = FaultyNode(push_nodes[1].cluster_port, rule=refuse_in_outage)
+    config = config_for(workdir, redis_server, push_nodes)
+    config.write_text(config.read_text().replace(push_nodes[1].cluster_url, flapping.base_url))
+    collectors = [ChannelCollectors(node, CHANNELS) for node in push_nodes]
+    glues = [GlueProcess(config, "comments").start() for _ in range(2)]
+    per_channel = 300
+    try:
+        wait_until(lambda: shared_by(client, glues), timeout=30, what="2 instances sharing 8 partitions")
+        producer = Producer(client, per_channel, round_size=10, pause=0.2)
+        for _ in range(3):
+            time.sleep(0.6)
+            outage.set()
+            time.sleep(1.2)
+            outage.clear()
+        producer.join()
+        total = per_channel * len(CHANNELS)
+        wait_until(
+            lambda: all(c.unique_count() == total for c in collectors),
+            timeout=120,
+            interval=0.2,
+            what="every message on both nodes",
+        )
+        assert refused, "the node should have refused messages during its outages"
+        print(f"\n{total} jobs, 2 instances; the flapping node refused {len(refused)} requests in 3 outages")
+        assert_every_channel_in_put_order_on_both_nodes(collectors, per_channel)
+        assert_feeds_empty(client)
+    finally:
+        for glue in glues:
+            if glue.alive():
+                glue.terminate()
+        for c in collectors:
+            c.close()
+        flapping.close()
 
 
 def test_a_newcomer_gets_its_share_and_a_stopped_instance_hands_over_at_once(

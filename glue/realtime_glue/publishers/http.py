@@ -25,10 +25,18 @@ from ..backoff import Backoff
 from ..errors import ConfigError, PublishFailed, PublishRefused, Reject, TransientFailure
 from ..http_client import ca_file_problem
 from ..jobqueue import JobFeed
+from ..lease import PartitionLease
 from ..message import Message
 from ..stage import Stage
 from ..supervisor import idle, pause, spawn_part
-from .node_sender import DEFAULT_MAX_AGE, DEFAULT_MAX_MESSAGES, NodeSender, Sent, backlog_feed_name
+from .node_sender import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_MESSAGES,
+    DRAIN_LEASE_TTL,
+    NodeSender,
+    Sent,
+    backlog_feed_name,
+)
 from .push_node import PushNode
 
 # The push_stream role's push_stream_max_message_size (64k).
@@ -90,8 +98,10 @@ class HttpPublish(Stage):
                     backlog_feed_name(self.context.pipeline, node.label),
                     worker_id=self.context.worker_id or None,
                 )
+                # Instances of the pipeline share the backlog: one drains it at a time.
+                lease = PartitionLease(feed, feed.worker_id, DRAIN_LEASE_TTL)
                 self.senders[node.label] = NodeSender(
-                    node, feed, metrics=metrics, max_age=max_age, max_messages=max_messages
+                    node, feed, metrics=metrics, max_age=max_age, max_messages=max_messages, drain_lease=lease
                 )
         self.stopping = False
 

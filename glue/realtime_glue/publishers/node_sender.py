@@ -19,6 +19,14 @@ first. Two modes:
   empty, nothing older than the inbox is left anywhere: the sender goes live.
   The node is never "up" and "draining" at once, so no race decides the order.
 
+The backlog is shared by every glue instance of the pipeline (a partitioned
+feed read by several), and one sender drains it at a time: the holder of its
+drain lease (lease.py on the backlog's feed: taken only once no record is
+claimed, so a new holder never overtakes records an old one still sends).
+The others hold what the node refuses behind it and go live only once the
+backlog is empty, claimed records included: a channel's held messages reach
+the node before its next ones, whichever instance put them there.
+
 The backlog is bounded: records older than the node's message TTL are
 dropped (the node could not serve them any more), and beyond `max_messages`
 the oldest are dropped; both are counted, logged and exported.
@@ -35,11 +43,13 @@ from dataclasses import dataclass, field
 
 import gevent.event
 from gevent.event import AsyncResult
+from redis.exceptions import ResponseError
 
 from ..actor import Actor
 from ..backoff import Backoff
 from ..errors import PublishFailed, PublishRefused, Reject, TransientFailure
 from ..jobqueue import ClaimedJob, JobFeed, JobState
+from ..lease import PartitionLease
 from ..logs import fields
 from ..supervisor import idle, pause, progress
 from .push_node import PushNode
@@ -51,6 +61,10 @@ BATCH = 64
 BACKLOG_CHECK_INTERVAL = 5.0
 DEFAULT_MAX_AGE = 300.0  # push_stream_message_ttl's default, 5m
 DEFAULT_MAX_MESSAGES = 100_000
+# Seconds a backlog's drain lease outlives its holder (renewed with each batch it drains).
+DRAIN_LEASE_TTL = 10.0
+# How often a sender that does not hold the drain lease looks again (seconds).
+DRAIN_WAIT = 0.2
 
 
 def backlog_feed_name(pipeline: str, node_label: str) -> str:
@@ -97,7 +111,10 @@ class NodeSender(Actor):
         max_backoff: float = 10.0,
         max_age: float = DEFAULT_MAX_AGE,
         max_messages: int = DEFAULT_MAX_MESSAGES,
+        drain_lease: PartitionLease | None = None,
     ):
+        """`drain_lease`: the backlog's drain lease, when other instances may share the
+        backlog (None: this sender drains alone)."""
         super().__init__(name=f"sender to {node.label}")
         self.node = node
         self.feed = feed
@@ -115,6 +132,8 @@ class NodeSender(Actor):
         self.failing = False
         # The records claimed from the backlog and not yet settled (their leases are renewed).
         self.holding: list[str] = []
+        self.drain_lease = drain_lease
+        self._drain_settled = False  # since taking the drain lease, no record was claimed
         self._full = False
         self._next_backlog_check = 0.0
         self.fields = fields(node=node.label)
@@ -245,17 +264,29 @@ class NodeSender(Actor):
         if self.failing and self.inbox:
             self._hold_inbox()  # behind the backlog, so their jobs can finish
         self._trim()
-        jobs = self.feed.claim(BATCH)
+        if not self._may_drain():
+            # Another instance drains it: this one goes live once nothing is held or in flight.
+            counts = self.feed.counts()
+            if counts["ready"] + counts["claimed"] == 0:
+                self._go_live()
+            else:
+                self._wait(DRAIN_WAIT)
+            return
+        try:
+            if self.drain_lease is None:
+                jobs = self.feed.claim(BATCH)
+            else:  # fenced: a sender whose lease another one took claims nothing
+                jobs = self.feed.claim(BATCH, lease_token=self.drain_lease.token)
+        except ResponseError as exc:
+            if not str(exc).startswith("FENCED"):
+                raise
+            self.drain_lease.lost()  # another instance took the lease over: it drains now
+            return
         if not jobs:
             # Nothing older than the inbox is left: what waits there goes straight on.
-            if self.failing:
-                log.warning(
-                    "push node %s is delivering again; backlog empty", self.node.label, extra=self.fields
-                )
-            self.live = True
-            self.failing = False
-            self._report_depth(0)
-            self.wakeup.set()
+            if self.drain_lease is not None:
+                self.drain_lease.release()
+            self._go_live()
             return
         self.holding = [job.id for job in jobs]
         delivered: list[str] = []
@@ -284,6 +315,30 @@ class NodeSender(Actor):
             self.failing = True
             raise failure
         self.failing = False
+
+    def _may_drain(self) -> bool:
+        """Whether this sender may drain the backlog now: it holds the drain lease (renewed),
+        or took it and no record is claimed (an earlier holder's records are all settled)."""
+        lease = self.drain_lease
+        if lease is None:
+            return True
+        if lease.token is None:
+            if not lease.acquire():
+                return False
+            self._drain_settled = False
+        elif not lease.renew():
+            return False  # lost (expired, taken over): try to take it again next time
+        if not self._drain_settled:
+            self._drain_settled = lease.settled()
+        return self._drain_settled
+
+    def _go_live(self) -> None:
+        if self.failing:
+            log.warning("push node %s is delivering again; backlog empty", self.node.label, extra=self.fields)
+        self.live = True
+        self.failing = False
+        self._report_depth(0)
+        self.wakeup.set()
 
     def _deliver(
         self, channels: dict[str, deque], delivered: list[str], refused: list
@@ -357,6 +412,11 @@ class NodeSender(Actor):
 
     def stop(self, timeout: float | None = 5.0) -> None:
         super().stop(timeout)
+        if self.drain_lease is not None and self.drain_lease.token is not None:
+            try:
+                self.drain_lease.release()  # another instance drains at once, not after the ttl
+            except Exception as exc:
+                log.warning("%s: cannot release the drain lease (%s)", self.name, exc, extra=self.fields)
         # Whatever is still waiting never reached the node: its jobs are given back.
         for delivery in self._take():
             if not delivery.result.ready():
