@@ -87,7 +87,7 @@ class Bench:
         self.config_path = write_config(
             self.workdir,
             "",
-            [self.node.base_url],
+            [self.node.cluster_url],
             '[pipelines.failover]\nstages = ["json", "anonymize", "format", "http"]\n',
             redis_table=self.redis.redis_table(self.workdir),
         )

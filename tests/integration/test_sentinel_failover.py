@@ -159,7 +159,7 @@ def test_the_glue_follows_a_failover_without_restarting_and_loses_no_acknowledge
         pytest.skip(f"{interpreter} is missing (Debian's python3 with python3-redis 4.3)")
     nodes = [PushNode().start(), PushNode().start()]
     metrics_port = free_port()
-    config_path = glue_config(workdir, deployment, [n.base_url for n in nodes])
+    config_path = glue_config(workdir, deployment, [n.cluster_url for n in nodes])
     config_path.write_text(
         config_path.read_text().replace('listen = ""', f'listen = "127.0.0.1:{metrics_port}"')
     )
@@ -366,7 +366,7 @@ def test_check_config_and_run_name_the_wrong_key(workdir, deployment):
 
 def test_sentinels_that_vanish_under_a_running_glue_do_not_stop_it(workdir, deployment):
     node = PushNode().start()
-    config_path = glue_config(workdir, deployment, [node.base_url])
+    config_path = glue_config(workdir, deployment, [node.cluster_url])
     glue = GlueProcess(config_path, "comments").start()
     feed = JobFeed(deployment.primary().client(), "comments")
     try:
