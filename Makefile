@@ -20,15 +20,16 @@ help:
 	@echo "make lint          ruff, ansible-lint, lintian, nginx -t, systemd-analyze verify"
 
 ## --- set-up -----------------------------------------------------------------
-deps: build/.deps-apt build/.deps-venv
+deps: build/.deps-apt $(VENV)/.installed
 
 build/.deps-apt: tests/setup/apt-packages.txt tests/setup/install-apt.sh
 	tests/setup/install-apt.sh tests/setup/apt-packages.txt
 	@mkdir -p build && touch $@
 
-build/.deps-venv: tests/requirements-tools.txt glue/pyproject.toml tests/setup/make-venv.sh
+# The stamp lives in the venv: a venv removed by hand is made again.
+$(VENV)/.installed: tests/requirements-tools.txt glue/pyproject.toml tests/setup/make-venv.sh
 	tests/setup/make-venv.sh
-	@mkdir -p build && touch $@
+	@touch $@
 
 ## --- tests ------------------------------------------------------------------
 # `make test` runs every part even when one fails, prints how long each took,
