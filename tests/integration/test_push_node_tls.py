@@ -409,7 +409,15 @@ def test_an_http2_subscriber_whose_connection_is_full_loses_nothing(small_buffer
         )
         node.wait_for_subscribers(channel)
         publish_while_it_does_not_read(node, channel)
-        received = read_until(sock, lambda data: len(event_numbers(data)) == 200)
+        # Read until the complete DATA frames hold every message: the raw bytes can show the
+        # last one's number while its frame is still arriving.
+        received = read_until(sock, lambda data: len(event_numbers(stream_body(data))) == 200)
+    assert sorted(set(range(200)) - event_numbers(stream_body(received))) == []
+
+
+def stream_body(received: bytes, stream_id: int = 1) -> bytes:
+    """What the complete DATA frames of one HTTP/2 stream carried."""
     frames, _ = http2.parse_frames(received)
-    body = b"".join(payload for kind, _, stream, payload in frames if kind == http2.DATA and stream == 1)
-    assert sorted(set(range(200)) - event_numbers(body)) == []
+    return b"".join(
+        payload for kind, _, stream, payload in frames if kind == http2.DATA and stream == stream_id
+    )
