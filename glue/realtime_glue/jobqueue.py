@@ -304,6 +304,13 @@ class JobFeed:
                 flat = self._run("claim", args, mirror=mirror)
         return [ClaimedJob(_text(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
+    def adopt(self, held, count: int) -> list[ClaimedJob]:
+        """This worker's claims it does not hold (`held`: the ids it does), oldest first, up to
+        `count`: claims Redis made whose reply was lost. Taken up before anything newer, they
+        keep their place in each channel's order."""
+        flat = self._run("adopt", [self.worker_id, count, *held])
+        return [ClaimedJob(_text(flat[i]), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
+
     def _packed_blmove(self, wait: float) -> bytes:
         head = self._packed_heads.get(("BLMOVE", None))
         if head is None:

@@ -188,6 +188,8 @@ class PipelineWorker:
         )
         # Every claim this worker holds (its lease is renewed by the heartbeat).
         self.held: set[str] = set()
+        # A claim failed (its reply may be lost with the claim made): adopt before claiming again.
+        self._claim_failed = False
         # The jobs handed to the runners and not yet through the pipeline, in claim order.
         self.in_flight: dict[str, None] = {}
         self.stopping = False
@@ -216,10 +218,23 @@ class PipelineWorker:
             while free < self.claim_batch and self.slots.acquire(blocking=False):
                 free += 1
             try:
-                # Blocks (up to WAIT_FOR_JOBS) until a job is put if none is ready: one round
-                # trip per claim whether or not the feed was empty.
-                jobs = self.claims.claim(free, mirror=self.mirror, wait=WAIT_FOR_JOBS)
+                if self._claim_failed:
+                    # The failed claim may have been made with its reply lost: those jobs
+                    # come first, in their place, before anything newer is claimed.
+                    jobs = self.claims.adopt(self.held, free)
+                    self._claim_failed = False
+                    if jobs:
+                        log.warning(
+                            "feed %s: took up %d jobs claimed for this worker whose claim's reply was lost",
+                            self.feed.name,
+                            len(jobs),
+                        )
+                else:
+                    # Blocks (up to WAIT_FOR_JOBS) until a job is put if none is ready: one round
+                    # trip per claim whether or not the feed was empty.
+                    jobs = self.claims.claim(free, mirror=self.mirror, wait=WAIT_FOR_JOBS)
             except Exception as exc:
+                self._claim_failed = True
                 self._free_slots(free)
                 delay = backoff.failed()
                 log.warning("cannot claim from feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)

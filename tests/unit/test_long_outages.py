@@ -84,6 +84,10 @@ class FlakyFeed:
             _real_sleep(0)  # a claim that waits for the next job
         return jobs
 
+    def adopt(self, held, count):
+        self.claim_outage.check()  # a Redis call like a claim: it fails the same way
+        return []
+
     def finish(self, ids, results=None, notify=False):
         self.finish_outage.check()
         self.finished.extend(ids)

@@ -193,3 +193,34 @@ def test_a_claim_that_fills_every_free_slot_does_not_linger(monkeypatch):
     worker = PipelineWorker(feed, Outcomes({}), concurrency=16, claim_batch=8)
     settle(worker, feed, 16)
     assert sorted(job for _, ids in feed.written for job in ids) == sorted(f"j{n}" for n in range(16))
+
+
+class LostReplyFeed(Feed):
+    """The first claim is made in Redis but its reply never arrives (the connection broke)."""
+
+    def __init__(self, count: int):
+        super().__init__(count)
+        self.lost: list[ClaimedJob] = []
+        self.calls: list[str] = []
+
+    def claim(self, count, mirror=None, wait=0.0):
+        self.calls.append("claim")
+        if not self.lost and not self.calls.count("adopt"):
+            self.lost, self.ready = self.ready[:2], self.ready[2:]
+            raise ConnectionError("connection lost with the claim made")
+        return super().claim(count, mirror, wait)
+
+    def adopt(self, held, count):
+        self.calls.append("adopt")
+        adopted = [job for job in self.lost if job.id not in held][:count]
+        self.lost = []
+        return adopted
+
+
+def test_jobs_whose_claim_reply_was_lost_are_taken_up_before_anything_newer():
+    feed = LostReplyFeed(5)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=8, claim_batch=8)
+    settle(worker, feed, 5)
+    finished = [job_id for kind, ids in feed.written if kind == "finish" for job_id in ids]
+    assert feed.calls[:3] == ["claim", "adopt", "claim"]
+    assert finished == ["j0", "j1", "j2", "j3", "j4"]  # the lost claim's two first, in their order
