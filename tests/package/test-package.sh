@@ -202,7 +202,14 @@ left=$(( $(redis LLEN feed.ids:demo) + $(redis ZCARD feed.claimed:demo) + $(redi
 echo "finished=$(redis GET feed.finishes:demo) queued+claimed+stalled=$left distinct wedged messages pushed=$wedged_pushed"
 [ "$left" = 0 ] || fail "jobs left behind after the watchdog restart"
 [ "$wedged_pushed" = "$wedged_jobs" ] || fail "the push node saw $wedged_pushed of $wedged_jobs messages"
-[ "$(in_ct systemctl is-active glue@demo.service)" = active ] || fail "glue@demo not active after the watchdog restart"
+# The restarted glue is active once it sent READY=1 (Type=notify): it may still be starting.
+active_again() { [ "$(in_ct systemctl is-active glue@demo.service)" = active ]; }
+for _ in $(seq 1 120); do active_again && break; sleep 1; done
+if [ "$(in_ct systemctl is-active glue@demo.service)" != active ]; then
+    in_ct systemctl status --no-pager glue@demo.service || true
+    in_ct journalctl -u glue@demo.service --no-pager -n 60 || true
+    fail "glue@demo not active after the watchdog restart"
+fi
 ok "watchdog restart after $(show WatchdogUSec glue@demo.service); NRestarts=$(show NRestarts glue@demo.service); nothing lost"
 
 step "a config error stops the unit with status 78 (EX_CONFIG) instead of restarting it"
