@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
 import time
 
-import gevent
-import gevent.event
 import redis as redis_lib
 
 from .backoff import backoff_delay
@@ -22,10 +19,10 @@ from .partition_workers import PartitionWorkers
 from .partitions import record_partitioning
 from .pipeline import build_pipeline
 from .primary_watch import PrimaryWatch
+from .process import SupervisedProcess
 from .reclaimer import Reclaimer
 from .redis_connection import check_sentinels, connect_redis, describe_target
 from .stage import StageContext
-from .supervisor import EXIT_PART_DIED, Supervisor
 from .worker import PipelineWorker
 
 log = logging.getLogger(__name__)
@@ -35,18 +32,16 @@ log = logging.getLogger(__name__)
 SENTINEL_STARTUP_WAIT = 30.0
 
 
-class GlueService:
+class GlueService(SupervisedProcess):
     def __init__(self, config: GlueConfig, pipeline_name: str, notifier: SystemdNotifier | None = None):
+        # Every long-lived part runs under self.supervisor: one that dies stops the glue
+        # (exit 70), one stuck in a step stops the watchdog pings.
+        super().__init__(config.progress_timeout, notifier)
         self.config = config
         self.pipeline_config = config.pipeline(pipeline_name)
-        self.notifier = notifier or SystemdNotifier()
         self.redis = connect_redis(config)
         self.metrics = GlueMetrics(pipeline_name)
         self.worker_id = new_worker_id()
-        # Every long-lived part runs under it: one that dies stops the glue (exit 70), one
-        # stuck in a step stops the watchdog pings.
-        self.supervisor = Supervisor(config.progress_timeout, on_death=self._part_died)
-        self.exit_code = 0
         context = StageContext(
             pipeline=pipeline_name,
             redis=self.redis,
@@ -90,7 +85,6 @@ class GlueService:
             config.max_failures,
             self.metrics,
         )
-        self._stop_requested = gevent.event.Event()
         # Sentinel: follows failovers (drops the connections to an old primary).
         self.primary_watch = PrimaryWatch(self.redis, self.metrics) if config.redis_sentinel else None
 
@@ -159,21 +153,9 @@ class GlueService:
             )
             return
 
-    def request_stop(self) -> None:
-        log.info("stop requested")
-        self._stop_requested.set()
-
-    def _part_died(self, why: str) -> None:
-        self.exit_code = EXIT_PART_DIED
-        self.notifier.status(f"stopping: {why}")
-        log.critical("stopping so that systemd restarts the glue: %s", why)
-        self._stop_requested.set()
-
     def run(self) -> int:
         """Run until SIGTERM (0) or until a part of the glue dies (70); returns the exit status."""
-        gevent.signal_handler(signal.SIGTERM, self.request_stop)
-        gevent.signal_handler(signal.SIGINT, self.request_stop)
-        self.notifier.start_watchdog(self.supervisor.health)
+        self.begin()
         self.wait_for_redis()
         if self._stop_requested.is_set():
             return self.exit_code
@@ -202,8 +184,7 @@ class GlueService:
             status += f" in {pc.partitions} partitions"
         log.info("ready: %s, worker %s", status, self.worker_id)
         self.notifier.ready(status)
-        self._stop_requested.wait()
-        self.supervisor.stopping = True
+        self.wait_for_stop()
         self.notifier.stopping(f"finishing in-flight jobs (grace {self.config.shutdown_grace:g}s)")
         if self.balancer is not None:
             # Every partition's worker settles what it holds, then its lease is released.
@@ -220,6 +201,4 @@ class GlueService:
                 feed.leave()
         except redis_lib.RedisError:
             pass
-        self.notifier.stop_watchdog()
-        log.info("stopped" if self.exit_code == 0 else f"stopped (exit {self.exit_code})")
-        return self.exit_code
+        return self.end()

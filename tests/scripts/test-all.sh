@@ -3,7 +3,7 @@
 # failed part so one run shows every failure; exits non-zero if any part failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-rm -f build/timings.txt
+rm -rf build/timings.txt build/logs
 # Parts that need no docker engine first, then the ones that do.
 local_parts=(lint-python lint-nginx lint-units unit unit-debian integration deb)
 docker_parts=(lint-ansible molecule package-test cluster-test)
@@ -30,6 +30,9 @@ echo "total $(( $(date +%s) - started ))s"
 total_parts=$(( ${#local_parts[@]} + ${#docker_parts[@]} ))
 if [ ${#failed[@]} -gt 0 ]; then
     echo "FAILED parts: ${failed[*]}"
+    # The failed tests by name (pytest's summary lines), from each part's log.
+    grep -hE '^(FAILED|ERROR) ' build/logs/*.log 2>/dev/null | sort -u | head -40
+    echo "whole logs: build/logs/"
     echo "parts: $(( total_parts - ${#failed[@]} )) passed, ${#failed[@]} failed"
     exit 1
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -33,3 +34,14 @@ def message(channel="news", data=None, event="message", job_id="job-1", **fields
     return Message(
         job_id=job_id, raw=b"", channel=channel, event=event, data={} if data is None else data, **fields
     )
+
+
+@pytest.fixture
+def systemd(tmp_path):
+    """A stand-in for systemd's notify socket: an AF_UNIX datagram socket."""
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    yield path, sock
+    sock.close()

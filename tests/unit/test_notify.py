@@ -12,17 +12,6 @@ import pytest
 from realtime_glue.notify import SystemdNotifier
 
 
-@pytest.fixture
-def systemd(tmp_path):
-    """A stand-in for systemd's notify socket: an AF_UNIX datagram socket."""
-    path = str(tmp_path / "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(10)
-    yield path, sock
-    sock.close()
-
-
 def received(sock) -> list[str]:
     return sock.recv(4096).decode().split("\n")
 

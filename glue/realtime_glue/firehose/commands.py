@@ -11,7 +11,7 @@ import sys
 
 from ..errors import ConfigError, SigningError
 from ..pipeline import build_pipeline
-from ..service import connect_redis
+from ..redis_connection import connect_redis
 from ..sign_command import print_signed, subscribe_keys
 from ..signing import TRANSPORTS, sign
 from ..stage import StageContext

@@ -18,18 +18,18 @@ death stops the process (exit 70) for systemd to restart it.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 
 import gevent
-import gevent.event
 
 from ..config import GlueConfig
 from ..errors import ConfigError
 from ..jobqueue import new_worker_id
 from ..logs import fields
 from ..notify import SystemdNotifier
-from ..supervisor import EXIT_PART_DIED, Supervisor, pause, progress
+from ..process import SupervisedProcess
+from ..redis_connection import connect_redis
+from ..supervisor import pause, progress
 from .lease import Lease
 from .messages import Round, readers_messages
 from .metrics import ReadersMetrics
@@ -39,10 +39,10 @@ from .tally import Tally, sum_readers, top_channels
 log = logging.getLogger(__name__)
 
 
-class ReadersService:
-    def __init__(self, config: GlueConfig, notifier: SystemdNotifier | None = None, redis=None):
-        from ..service import connect_redis
+class ReadersService(SupervisedProcess):
+    process_name = "the readers unit"
 
+    def __init__(self, config: GlueConfig, notifier: SystemdNotifier | None = None, redis=None):
         self.config = config
         self.settings = settings = config.readers
         if not settings.nodes:
@@ -51,10 +51,9 @@ class ReadersService:
             self.nodes = [NodeClient(url, settings.timeout, config.push_ca_file) for url in settings.nodes]
         except ValueError as exc:
             raise ConfigError("readers.nodes", str(exc)) from None
-        self.notifier = notifier or SystemdNotifier()
+        super().__init__(config.progress_timeout, notifier)
         self.redis = redis if redis is not None else connect_redis(config)
         self.metrics = ReadersMetrics()
-        self.supervisor = Supervisor(config.progress_timeout, on_death=self._part_died)
         # Long enough to outlast a round whose nodes all time out, so the holder
         # keeps it through a slow round.
         self.lease = Lease(
@@ -62,12 +61,10 @@ class ReadersService:
         )
         self.tally = Tally()
         self.publishing = False
-        self.exit_code = 0
         self._last_full: float | None = None
         # Why each node failed last, or None while it answers (logged on change only).
         self._failing: dict[str, str | None] = {node.label: None for node in self.nodes}
         self._status = ""
-        self._stop_requested = gevent.event.Event()
 
     # --- one round ---------------------------------------------------------------
 
@@ -188,21 +185,9 @@ class ReadersService:
             self.round_once()
             pause(max(0.0, self.settings.interval - (time.monotonic() - started)))
 
-    def request_stop(self) -> None:
-        log.info("stop requested")
-        self._stop_requested.set()
-
-    def _part_died(self, why: str) -> None:
-        self.exit_code = EXIT_PART_DIED
-        self.notifier.status(f"stopping: {why}")
-        log.critical("stopping so that systemd restarts the readers unit: %s", why)
-        self._stop_requested.set()
-
     def run(self) -> int:
         """Run until SIGTERM (0) or until the round loop dies (70); returns the exit status."""
-        gevent.signal_handler(signal.SIGTERM, self.request_stop)
-        gevent.signal_handler(signal.SIGINT, self.request_stop)
-        self.notifier.start_watchdog(self.supervisor.health)
+        self.begin()
         if self.settings.metrics_listen:
             self.metrics.serve(self.settings.metrics_listen)
         rounds = self.supervisor.spawn("readers rounds", self._rounds)
@@ -214,17 +199,14 @@ class ReadersService:
             self.settings.channel,
         )
         self.notifier.ready(f"reading {len(self.nodes)} push nodes every {self.settings.interval:g}s")
-        self._stop_requested.wait()
-        self.supervisor.stopping = True
+        self.wait_for_stop()
         self.notifier.stopping("stopping")
         rounds.kill(block=True, timeout=5)
         if self.publishing:
             self.lease.release()
         for node in self.nodes:
             node.close()
-        self.notifier.stop_watchdog()
-        log.info("stopped" if self.exit_code == 0 else f"stopped (exit {self.exit_code})")
-        return self.exit_code
+        return self.end()
 
     def count_once(self) -> dict:
         """One round's counts without the lease or a publish (`realtime-glue readers --once`)."""
