@@ -34,7 +34,7 @@ from collections.abc import Callable
 import gevent
 
 from .jobqueue import JobFeed
-from .lease import FeedInstances, LeasedFeed, PartitionLease
+from .lease import FeedInstances, FeedLease, LeasedFeed
 from .supervisor import Supervisor, pause, progress, spawn_part
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class PartitionState(enum.Enum):
 class Partition:
     """One partition this instance holds."""
 
-    def __init__(self, index: int, lease: PartitionLease, feed: LeasedFeed):
+    def __init__(self, index: int, lease: FeedLease, feed: LeasedFeed):
         self.index = index
         self.lease = lease
         self.feed = feed
@@ -187,7 +187,7 @@ class PartitionBalancer:
             if exists:
                 continue
             feed = JobFeed(self.redis, self.partition_names[index], worker_id=self.instance)
-            lease = PartitionLease(feed, self.instance, self.ttl, clock=self.clock)
+            lease = FeedLease(feed, self.instance, self.ttl, clock=self.clock)
             if lease.acquire():
                 partition = Partition(index, lease, LeasedFeed(lease, self.instance))
                 self.held[index] = partition

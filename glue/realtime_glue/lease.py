@@ -1,4 +1,7 @@
-"""Partition leases: each partition of a feed is processed by one glue instance at a time.
+"""Feed leases: a feed is claimed from by one glue instance at a time.
+
+A feed's partitions are leased (balancer.py), and so is each push node's backlog
+feed, whose holder alone drains it (publishers/http.py). The keys:
 
     feed.lease:<partition>  the holder's token, with a time to live (SET NX PX)
     feed.instances:<feed>   zset instance -> last beat (Redis ms): who shares the partitions
@@ -31,8 +34,8 @@ from .lua_scripts import run_script
 from .supervisor import pause
 
 
-class PartitionLease:
-    """The right to claim from one partition's feed, held with a token."""
+class FeedLease:
+    """The right to claim from one feed (a partition, a node's backlog), held with a token."""
 
     def __init__(self, feed: JobFeed, owner: str, ttl: float, clock=time.monotonic):
         self.feed = feed
@@ -112,7 +115,7 @@ class LeasedFeed(JobFeed):
     is what makes that safe even before this process notices.
     """
 
-    def __init__(self, lease: PartitionLease, worker_id: str):
+    def __init__(self, lease: FeedLease, worker_id: str):
         super().__init__(lease.feed.redis, lease.feed.name, worker_id=worker_id)
         self.lease = lease
 

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 
 from realtime_glue.balancer import PartitionBalancer, PartitionState
 from realtime_glue.jobqueue import JobFeed
-from realtime_glue.lease import LeasedFeed, PartitionLease, lease_holder
+from realtime_glue.lease import FeedLease, LeasedFeed, lease_holder
 from realtime_glue.partitions import PartitionedFeed, partition_feed_names, partition_of, record_partitioning
 from support.glue_process import wait_until
 
@@ -28,7 +28,7 @@ def client(redis_server):
 
 
 def lease_for(client, feed="comments.3", owner="a", ttl=60.0):
-    return PartitionLease(JobFeed(client, feed, worker_id=owner), owner, ttl)
+    return FeedLease(JobFeed(client, feed, worker_id=owner), owner, ttl)
 
 
 def test_one_holder_at_a_time_until_the_lease_expires(client):

@@ -25,7 +25,7 @@ from ..backoff import Backoff
 from ..errors import ConfigError, PublishFailed, PublishRefused, Reject, TransientFailure
 from ..http_client import ca_file_problem
 from ..jobqueue import JobFeed
-from ..lease import PartitionLease
+from ..lease import FeedLease
 from ..message import Message
 from ..stage import Stage
 from ..supervisor import idle, pause, spawn_part
@@ -99,7 +99,7 @@ class HttpPublish(Stage):
                     worker_id=self.context.worker_id or None,
                 )
                 # Instances of the pipeline share the backlog: one drains it at a time.
-                lease = PartitionLease(feed, feed.worker_id, DRAIN_LEASE_TTL)
+                lease = FeedLease(feed, feed.worker_id, DRAIN_LEASE_TTL)
                 self.senders[node.label] = NodeSender(
                     node, feed, metrics=metrics, max_age=max_age, max_messages=max_messages, drain_lease=lease
                 )

@@ -49,7 +49,7 @@ from ..actor import Actor
 from ..backoff import Backoff
 from ..errors import PublishFailed, PublishRefused, Reject, TransientFailure
 from ..jobqueue import ClaimedJob, JobFeed, JobState
-from ..lease import PartitionLease
+from ..lease import FeedLease
 from ..logs import fields
 from ..supervisor import idle, pause, progress
 from .push_node import PushNode
@@ -111,7 +111,7 @@ class NodeSender(Actor):
         max_backoff: float = 10.0,
         max_age: float = DEFAULT_MAX_AGE,
         max_messages: int = DEFAULT_MAX_MESSAGES,
-        drain_lease: PartitionLease | None = None,
+        drain_lease: FeedLease | None = None,
     ):
         """`drain_lease`: the backlog's drain lease, when other instances may share the
         backlog (None: this sender drains alone)."""
