@@ -53,6 +53,10 @@ class Pipeline:
             if start is not None:
                 start()
 
+    def partition_taken(self) -> None:
+        for stage in self.stages:
+            stage.partition_taken()
+
     def close(self) -> None:
         for stage in self.stages:
             stage.close()

@@ -73,7 +73,7 @@ class GlueService(SupervisedProcess):
                 pc.feeds,
                 self.worker_id,
                 ttl=config.visibility_timeout,
-                open_partition=self.partitions.open,
+                open_partition=self._open_partition,
                 close_partition=self.partitions.close,
             )
             holders = self.partitions.holders
@@ -94,6 +94,11 @@ class GlueService(SupervisedProcess):
         return [
             holder for stage in self.pipeline.stages for holder in getattr(stage, "backlog_holders", list)()
         ]
+
+    def _open_partition(self, feed: JobFeed) -> None:
+        # What the partition's last holder left in a node's backlog goes before its next jobs.
+        self.pipeline.partition_taken()
+        self.partitions.open(feed)
 
     def _worker(self, feed: JobFeed) -> PipelineWorker:
         return PipelineWorker(

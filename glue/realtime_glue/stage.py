@@ -76,5 +76,9 @@ class Stage:
         """What `realtime-glue status` shows for this stage (e.g. backlogs per node)."""
         return {}
 
+    def partition_taken(self) -> None:
+        """This instance is about to claim from a partition another instance may have held:
+        what that one left behind for this stage (a node's backlog) must go first."""
+
     def close(self) -> None:
         """Release what the stage holds (files, connections)."""

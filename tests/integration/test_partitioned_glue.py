@@ -234,6 +234,59 @@ def test_two_instances_keep_each_channels_order_through_a_node_that_keeps_failin
         flapping.close()
 
 
+def test_a_partition_handed_over_while_a_node_holds_its_messages_keeps_the_channels_order(
+    workdir, redis_server, push_nodes
+):
+    # Two faults at once: node 2 refuses one channel (503) while the instance holding that
+    # channel's partition stops and hands it over. The held messages wait in node 2's backlog;
+    # the node takes the channel again at once, and the instance that took the partition over
+    # is sending to node 2 live: it must still deliver the held messages before the next ones.
+    client = redis_server.client()
+    channel = CHANNELS[0]
+    refusing = threading.Event()
+    node = FaultyNode(
+        push_nodes[1].cluster_port,
+        rule=lambda path, body: 503 if refusing.is_set() and channel in path else None,
+    )
+    config = config_for(workdir, redis_server, push_nodes)
+    config.write_text(config.read_text().replace(push_nodes[1].cluster_url, node.base_url))
+    backlog = f"glue.backlog:comments:127.0.0.1:{node.port}"
+    collectors = [ChannelCollectors(n, [channel]) for n in push_nodes]
+    glues = [GlueProcess(config, "comments").start() for _ in range(2)]
+    feed = PartitionedFeed(client, "comments", PARTITIONS)
+    try:
+        wait_until(lambda: shared_by(client, glues), timeout=30, what="2 instances sharing 8 partitions")
+        # Every channel once: both instances' senders to node 2 go live.
+        feed.put_many([comment(c, 0) for c in CHANNELS])
+        wait_until(lambda: all(c.unique_count() == 1 for c in collectors), 30, what="the first message")
+        partition = FEEDS[partition_of(channel, PARTITIONS)]
+        holder, taker = glues if partition in held_by(client, glues[0]) else reversed(glues)
+        refusing.set()
+        feed.put_many([comment(channel, n) for n in range(1, 21)])
+        wait_until(lambda: collectors[0].unique_count() == 21, 30, what="the channel on node 1")
+        wait_until(
+            lambda: sum(feed_counts(client, backlog)[s] for s in ("ready", "claimed")) == 20,
+            30,
+            what="20 messages held for node 2",
+        )
+        holder.terminate()
+        refusing.clear()
+        wait_until(lambda: shared_by(client, [taker]), timeout=30, what="the partition taken over")
+        feed.put_many([comment(channel, n) for n in range(21, 41)])
+        wait_until(
+            lambda: all(c.unique_count() == 41 for c in collectors), 60, interval=0.2, what="every message"
+        )
+        for c in collectors:
+            assert [m["data"]["n"] for m in c.first_seen(channel)] == list(range(41)), c.node
+    finally:
+        for glue in glues:
+            if glue.alive():
+                glue.terminate()
+        for c in collectors:
+            c.close()
+        node.close()
+
+
 def test_a_newcomer_gets_its_share_and_a_stopped_instance_hands_over_at_once(
     workdir, redis_server, push_nodes
 ):

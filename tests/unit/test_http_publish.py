@@ -18,7 +18,7 @@ from gevent.pywsgi import WSGIServer
 from realtime_glue.errors import PublishFailed, PublishRefused, Reject
 from realtime_glue.jobqueue import JobState
 from realtime_glue.publishers.http import HttpPublish
-from realtime_glue.publishers.node_sender import NodeSender
+from realtime_glue.publishers.node_sender import NodeSender, record
 from realtime_glue.publishers.push_node import PushNode, excerpt
 from realtime_glue.stages.format import Format
 
@@ -433,3 +433,19 @@ def test_a_node_that_comes_back_under_steady_load_goes_live_again_in_order(stage
     before = b.attempts
     stage.process(formatted(context, job_id="after"))
     assert b.attempts == before + 1 and b.received[-1][1] == "after"  # straight to the node
+
+
+def test_after_a_partition_is_taken_over_what_its_last_holder_left_in_a_backlog_goes_first(stage, context):
+    """Another instance held a channel's message in node b's backlog and handed the channel's
+    partition over; b takes messages again. This instance's sender is live, but the held
+    message reaches b before the channel's next one (without looking, the next one went
+    straight on and overtook it)."""
+    b = stage.nodes[1]
+    stage.process(formatted(context, job_id="warm-up"))
+    wait_for(lambda: stage.senders["b:80"].live, "the sender to b live")
+    stage.senders["b:80"].feed.put(record("news", "held-by-the-other", b'{"n": 1}'))
+    stage.partition_taken()
+    stage.process(formatted(context, job_id="next"))
+    wait_for(lambda: len(b.received) == 3, "both messages on b")
+    assert [event_id for _, event_id, _ in b.received] == ["warm-up", "held-by-the-other", "next"]
+    wait_for(lambda: stage.senders["b:80"].live, "the sender to b live again")

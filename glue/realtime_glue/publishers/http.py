@@ -109,6 +109,10 @@ class HttpPublish(Stage):
         for sender in self.senders.values():
             sender.start(self.context.supervisor)
 
+    def partition_taken(self) -> None:
+        for sender in self.senders.values():
+            sender.look_at_backlog()
+
     def backlog_feeds(self) -> list[JobFeed]:
         return [sender.feed for sender in self.senders.values()]
 

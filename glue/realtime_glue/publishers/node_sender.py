@@ -25,7 +25,9 @@ drain lease (lease.py on the backlog's feed: taken only once no record is
 claimed, so a new holder never overtakes records an old one still sends).
 The others hold what the node refuses behind it and go live only once the
 backlog is empty, claimed records included: a channel's held messages reach
-the node before its next ones, whichever instance put them there.
+the node before its next ones, whichever instance put them there. A live sender
+of an instance that takes a partition over looks at the backlog first
+(`look_at_backlog`): what the partition's last holder left there goes first.
 
 The backlog is bounded: records older than the node's message TTL are
 dropped (the node could not serve them any more), and beyond `max_messages`
@@ -136,6 +138,8 @@ class NodeSender(Actor):
         self._drain_settled = False  # since taking the drain lease, no record was claimed
         self._full = False
         self._next_backlog_check = 0.0
+        # A partition came over from another instance: look at the backlog before sending on.
+        self._look_now = False
         self.fields = fields(node=node.label)
 
     # --- what the http stage uses ---------------------------------------------------------
@@ -150,6 +154,13 @@ class NodeSender(Actor):
         """The node refused this message for good: keep it in the node's dead-letter."""
         self.feed.bury(record(channel, event_id, body), refusal.reason, job_id=event_id)
         self._count_dead_letter(event_id, refusal.reason)
+
+    def look_at_backlog(self) -> None:
+        """Before this sender sends anything more live, it looks at the backlog: records held
+        there (or being drained) by the instance that held a partition now taken over go
+        to the node before that partition's next messages (called before it is claimed from)."""
+        self._look_now = True
+        self.wakeup.set()
 
     # --- what status and the heartbeat read -------------------------------------------------
     def held_ids(self) -> list[str]:
@@ -226,6 +237,15 @@ class NodeSender(Actor):
         with idle():  # an empty inbox is a wait by choice
             self.wakeup.wait(1.0)
         self.wakeup.clear()
+        if self._look_now:
+            # Ready or claimed by another instance's drain: either way older than what the
+            # inbox may now hold of a partition taken over. Redis away: this raises, and the
+            # sender looks again after its backoff, sending nothing meanwhile.
+            counts = self.feed.counts()
+            self._look_now = False
+            if counts["ready"] + counts["claimed"] > 0:
+                self.live = False
+                return
         if time.monotonic() >= self._next_backlog_check:
             # Records can reach the backlog from outside (`realtime-glue retry --node`).
             self._next_backlog_check = time.monotonic() + BACKLOG_CHECK_INTERVAL
