@@ -1,4 +1,4 @@
-"""Prometheus metrics of one glue process, on a local port."""
+"""Prometheus metrics of one glue process, on a local port (the readers unit's: readers/metrics.py)."""
 
 from __future__ import annotations
 
@@ -16,20 +16,27 @@ from prometheus_client import (
 from . import __version__
 
 
-class GlueMetrics:
-    def __init__(self, pipeline: str):
+class ProcessMetrics:
+    """One process's own registry (a glue pipeline, the readers unit): what every Prometheus
+    client exports (memory, CPU, open files, GC), a build-info gauge, and its endpoint."""
+
+    def __init__(self, build_info: str, labels: dict[str, str]):
         self.registry = CollectorRegistry()
-        # What every Prometheus client exports by default: memory, CPU, open files, GC.
         for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
             self.registry.register(collector)
+        Gauge(
+            build_info, "The glue's version (always 1)", [*labels, "version"], registry=self.registry
+        ).labels(**labels, version=__version__).set(1)
+
+    def serve(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+
+
+class GlueMetrics(ProcessMetrics):
+    def __init__(self, pipeline: str):
         labels = {"pipeline": pipeline}
-        build_info = Gauge(
-            "glue_build_info",
-            "The glue's version (always 1)",
-            ["pipeline", "version"],
-            registry=self.registry,
-        )
-        build_info.labels(pipeline=pipeline, version=__version__).set(1)
+        super().__init__("glue_build_info", labels)
 
         def counter(name, doc):
             return Counter(name, doc, ["pipeline"], registry=self.registry).labels(**labels)
@@ -67,7 +74,3 @@ class GlueMetrics:
         self.in_flight = Gauge(
             "glue_jobs_in_flight", "Jobs claimed and not yet finished", registry=self.registry
         )
-
-    def serve(self, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)

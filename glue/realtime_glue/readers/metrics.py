@@ -9,27 +9,14 @@ current: `glue_readers_publishing` says which one it is.
 
 from __future__ import annotations
 
-from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    start_http_server,
-)
+from prometheus_client import Counter, Gauge
 
-from .. import __version__
+from ..metrics import ProcessMetrics
 
 
-class ReadersMetrics:
+class ReadersMetrics(ProcessMetrics):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
-            self.registry.register(collector)
-        Gauge(
-            "glue_readers_build_info", "The glue's version (always 1)", ["version"], registry=self.registry
-        ).labels(version=__version__).set(1)
+        super().__init__("glue_readers_build_info", {})
         self.total = Gauge(
             "glue_readers_total", "Readers now, over every channel and push node", registry=self.registry
         )
@@ -76,7 +63,3 @@ class ReadersMetrics:
         for channel, count in busiest.items():
             self.per_channel.labels(channel=channel).set(count)
         self._shown = set(busiest)
-
-    def serve(self, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
