@@ -11,45 +11,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from realtime_glue.jobqueue import JobFeed
+from support.event_collector import ChannelNumbers
 from support.faulty_node import FaultyNode
 from support.glue_process import GlueProcess, feed_counts, wait_until, write_config
 from support.push_node import PushNode
 
 OUTAGE = float(os.environ.get("LONG_OUTAGE_SECONDS", "180"))
 CHANNELS = [f"outage-{c}" for c in range(4)]
-
-
-class Subscribers:
-    """One EventSource subscriber per channel on a node, recording each channel's `n`s."""
-
-    def __init__(self, node: PushNode):
-        self.received: dict[str, list[int]] = {channel: [] for channel in CHANNELS}
-        self.streams = [node.events(channel, timeout=120) for channel in CHANNELS]
-        for channel in CHANNELS:
-            node.wait_for_subscribers(channel)
-        for channel, stream in zip(CHANNELS, self.streams, strict=True):
-            threading.Thread(target=self._read, args=(channel, stream), daemon=True).start()
-
-    def _read(self, channel, stream) -> None:
-        try:
-            while True:
-                self.received[channel].append(json.loads(stream.next_event().data)["data"]["n"])
-        except Exception:
-            return  # the node went away, or the test closed the stream
-
-    def count(self) -> int:
-        return sum(len(ns) for ns in self.received.values())
-
-    def close(self) -> None:
-        for stream in self.streams:
-            stream.close()
 
 
 def put_round(feed: JobFeed, start: int, per_channel: int) -> None:
@@ -79,7 +53,7 @@ def test_redis_and_a_push_node_down_together_for_minutes_lose_reorder_and_repeat
     )
     config.write_text(config.read_text().replace("timeout = 2.0\n", "timeout = 2.0\nmessage_ttl = 3600\n"))
     glue = GlueProcess(config, "comments").start()
-    on_stay_up, before_down = Subscribers(stay_up), Subscribers(go_down)
+    on_stay_up, before_down = ChannelNumbers(stay_up, CHANNELS), ChannelNumbers(go_down, CHANNELS)
     after_down = None
     gate_label = f"127.0.0.1:{gate.port}"
 
@@ -108,7 +82,7 @@ def test_redis_and_a_push_node_down_together_for_minutes_lose_reorder_and_repeat
         wait_until(lambda: backlog() == 300, 60, interval=0.5, what="three rounds held for the node down")
         # The node comes back: a subscriber connects, then the glue may reach it again.
         go_down.start()
-        after_down = Subscribers(go_down)
+        after_down = ChannelNumbers(go_down, CHANNELS)
         gate.down = False
         wait_until(lambda: backlog() == 0, 180, interval=0.5, what="the backlog drained")
         wait_until(lambda: after_down.count() == 300, 60, interval=0.5, what="the held messages delivered")

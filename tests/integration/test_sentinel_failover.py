@@ -33,6 +33,7 @@ from realtime_glue.config import parse_config
 from realtime_glue.errors import PutNotReplicated
 from realtime_glue.jobqueue import JobFeed
 from realtime_glue.redis_connection import SentinelAnswer, connect_redis, sentinel_finder
+from support.event_collector import ChannelNumbers
 from support.glue_process import DEBIAN_PYTHON, GlueProcess, wait_until, write_config
 from support.ports import free_port
 from support.push_node import PushNode
@@ -70,29 +71,6 @@ def glue_config(
 
 def comment(channel: str, n: int) -> str:
     return json.dumps({"channel": channel, "event": "comment", "data": {"n": n, "email": "a@b.c"}})
-
-
-class Subscribers:
-    """One EventSource subscriber per channel on a node, recording each channel's `n`s."""
-
-    def __init__(self, node: PushNode):
-        self.received: dict[str, list[int]] = {channel: [] for channel in CHANNELS}
-        self.streams = [node.events(channel, timeout=120) for channel in CHANNELS]
-        for channel in CHANNELS:
-            node.wait_for_subscribers(channel)
-        for channel, stream in zip(CHANNELS, self.streams, strict=True):
-            threading.Thread(target=self._read, args=(channel, stream), daemon=True).start()
-
-    def _read(self, channel, stream) -> None:
-        try:
-            while True:
-                self.received[channel].append(json.loads(stream.next_event().data)["data"]["n"])
-        except Exception:
-            return  # the test closed the stream
-
-    def close(self) -> None:
-        for stream in self.streams:
-            stream.close()
 
 
 class DurableProducer:
@@ -164,7 +142,7 @@ def test_the_glue_follows_a_failover_without_restarting_and_loses_no_acknowledge
         config_path.read_text().replace('listen = ""', f'listen = "127.0.0.1:{metrics_port}"')
     )
     glue = GlueProcess(config_path, "comments", **({"python": interpreter} if interpreter else {}))
-    subscribers = [Subscribers(node) for node in nodes]
+    subscribers = [ChannelNumbers(node, CHANNELS) for node in nodes]
     try:
         glue.start()
         pid = glue.process.pid

@@ -6,6 +6,9 @@ and in which order, reconnecting with Last-Event-ID as a browser does.
     collectors.received["a"]   # the messages' job ids, in delivery order, duplicates kept
     collectors.close()
 
+`ChannelNumbers` is the simpler kind: one stream per channel, no reconnect, the
+messages' `data.n` in delivery order (a node that goes away ends its streams).
+
 Plain module, no pytest dependency.
 """
 
@@ -73,3 +76,29 @@ class ChannelCollectors:
     def close(self) -> None:
         for collector in self.by_channel.values():
             collector.stop.set()  # daemon threads: they end with their streams
+
+
+class ChannelNumbers:
+    """One EventSource subscriber per channel on a node, recording each channel's `n`s."""
+
+    def __init__(self, node, channels: list[str]):
+        self.received: dict[str, list[int]] = {channel: [] for channel in channels}
+        self.streams = [node.events(channel, timeout=120) for channel in channels]
+        for channel in channels:
+            node.wait_for_subscribers(channel)
+        for channel, stream in zip(channels, self.streams, strict=True):
+            threading.Thread(target=self._read, args=(channel, stream), daemon=True).start()
+
+    def _read(self, channel, stream) -> None:
+        try:
+            while True:
+                self.received[channel].append(json.loads(stream.next_event().data)["data"]["n"])
+        except Exception:
+            return  # the node went away, or the test closed the stream
+
+    def count(self) -> int:
+        return sum(len(ns) for ns in self.received.values())
+
+    def close(self) -> None:
+        for stream in self.streams:
+            stream.close()
