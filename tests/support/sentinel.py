@@ -5,17 +5,13 @@ ports, min-replicas-to-write fencing)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import redis
 
 from realtime_glue.redis_connection import SentinelAnswer, choose_primary, parse_master_state
-from support.ports import free_port
-from support.redis_server import REDIS_SERVER, RedisServer
+from support.redis_server import REDIS_SERVER, RedisProcess, RedisServer
 
 SERVICE = "realtime-glue"
 # No spaces or quotes: Redis 7.0's sentinel writes these back to its file unquoted
@@ -29,20 +25,19 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class SentinelProcess:
+class SentinelProcess(RedisProcess):
     """One redis-sentinel: a config file of its own (it rewrites it) and a port."""
 
+    log_name = "sentinel.log"
+
     def __init__(self, primary_port: int, service: str, password: str, sentinel_password: str, options: dict):
-        self.dir = Path(tempfile.mkdtemp(prefix="glue-sentinel-"))
-        self.port = free_port()
-        self.password = sentinel_password
-        self.process: subprocess.Popen | None = None
+        super().__init__("glue-sentinel-", sentinel_password)
         lines = [
             f"port {self.port}",
             "bind 127.0.0.1",
             "protected-mode yes",
             f"dir {self.dir}",
-            f"logfile {self.dir / 'sentinel.log'}",
+            f"logfile {self.dir / self.log_name}",
             f"requirepass {_quoted(sentinel_password)}",
             f"sentinel sentinel-pass {_quoted(sentinel_password)}",
             f"sentinel monitor {service} 127.0.0.1 {primary_port} 2",
@@ -55,37 +50,10 @@ class SentinelProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kwargs)
-
     def start(self, timeout: float = 10) -> SentinelProcess:
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, str(self.dir / "sentinel.conf"), "--sentinel", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.client(socket_timeout=1).ping():
-                    return self
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError(f"sentinel did not answer on port {self.port}: {self.log()}")
-
-    def log(self) -> str:
-        path = self.dir / "sentinel.log"
-        return path.read_text()[-3000:] if path.exists() else ""
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-    def cleanup(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        config = str(self.dir / "sentinel.conf")
+        self._launch([REDIS_SERVER, config, "--sentinel", "--daemonize", "no"], timeout)
+        return self
 
 
 class SentinelDeployment:
