@@ -24,9 +24,16 @@ start() {
     mkdir -p build
     echo "docker-engine: starting dockerd (log: $log)"
     # setsid: the daemon outlives the make that started it, and does not get
-    # the terminal's signals.
-    # 9>&-: the daemon must not inherit (and hold forever) the lock above.
-    setsid dockerd >"$log" 2>&1 </dev/null 9>&- &
+    # the terminal's signals. It inherits no descriptor but the three standard
+    # ones: a lock its caller holds (the one above, or a `flock` around make)
+    # would otherwise stay held for as long as dockerd runs.
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+        done
+        exec setsid dockerd >"$log" 2>&1 </dev/null
+    ) &
     echo $! >"$marker"
     for _ in $(seq 1 60); do
         if answers; then
