@@ -44,8 +44,9 @@ unit: deps
 unit-debian: deps
 	cd tests && PYTHONPATH=$(CURDIR)/glue /usr/bin/python3 -m pytest -p no:cacheprovider unit
 
+# The twelve slowest tests are named at the end (what `make test`'s time goes to).
 integration: deps push-stream-module
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest --durations=12 tests/integration
 
 lint: lint-python lint-ansible lint-nginx lint-units
 
