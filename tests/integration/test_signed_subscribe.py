@@ -186,6 +186,27 @@ def test_every_bad_signature_gets_403_and_nothing_else(node, private):
         assert_refused(node, private, path, what, headers={"Last-Event-ID": "0"})
 
 
+def test_the_access_log_says_why_a_private_subscriber_was_refused_and_nothing_for_public_ones(node, private):
+    good = signed(private)
+    # /ws/ without an upgrade: the module answers at once, after the check let it through.
+    for path in (
+        f"/ev/{private}",
+        f"/ev/{private}?{tampered(good.query)}",
+        f"/ws/{private}?{good.query}",
+        "/ws/public-log",
+    ):
+        node.request("GET", path, timeout=5)
+    deadline = time.monotonic() + 5
+    while "/ws/public-log" not in node.access_log:  # nginx writes the line after the response
+        assert time.monotonic() < deadline, node.access_log
+        time.sleep(0.05)
+    lines = {line.split('"')[1]: line for line in node.access_log.splitlines() if '"GET /' in line}
+    assert lines[f"GET /ev/{private} HTTP/1.1"].endswith(' refused="unsigned"')
+    assert lines[f"GET /ev/{private}?{tampered(good.query)} HTTP/1.1"].endswith(' refused="bad signature"')
+    assert lines[f"GET /ws/{private}?{good.query} HTTP/1.1"].endswith(' refused=""')
+    assert "refused=" not in lines["GET /ws/public-log HTTP/1.1"]
+
+
 def test_a_customers_key_opens_no_other_channel_and_the_applications_key_no_firehose(node, private):
     node.publish("firehose-globex", "secret", event_id="s-1")
     acme = signed("firehose-acme", key_id="")
