@@ -1,29 +1,26 @@
 """`make bench`: what checking signed subscribe URLs costs a push node's connection setup.
 
-Three nodes, all nginx rendered from nginx/push-stream.conf (tests/support/push_node.py), one
-worker each, on loopback: one with the check as the role deploys it (private prefixes, the njs
-check behind auth_request, a key set), one with it off (push_stream_private_channel_prefixes:
-[]), and one with the check done by nginx's embedded Perl instead (issue 11's experiment, not
-the product: PerlCheckNode swaps the njs parts of the rendered config for a perl_set of
-bench/subscribe_auth_perl/RealtimeGlue/SubscribeAuth.pm, checked in the subscriber's own
-request; Debian's libnginx-mod-http-perl). A burst of BENCH_AUTH_SUBSCRIBERS EventSource
-subscribers (bench/ev_client.c, BENCH_AUTH_INFLIGHT connecting at once) opens the same signed
-URL on a fresh channel, and is closed again once every one has its 200 (or its 403). Four
-variants, interleaved over BENCH_AUTH_ROUNDS rounds:
+Two nodes, both nginx rendered from nginx/push-stream.conf (tests/support/push_node.py), one
+worker each, on loopback: one with the check as the role deploys it (private prefixes, the
+perl_set of nginx/perl/RealtimeGlue/SubscribeAuth.pm in the subscriber's own request, a key
+set; Debian's libnginx-mod-http-perl), one with it off (push_stream_private_channel_prefixes:
+[]). A burst of BENCH_AUTH_SUBSCRIBERS EventSource subscribers (bench/ev_client.c,
+BENCH_AUTH_INFLIGHT connecting at once) opens the same signed URL on a fresh channel, and is
+closed again once every one has its 200 (or its 403). Three variants, interleaved over
+BENCH_AUTH_ROUNDS rounds:
 
 - off:         the node without the check (the query string is there, and ignored);
-- on public:   the node with the check, a public channel (no private prefix matches; njs never runs);
-- on signed:   the node with the check, a private channel: njs checks the signature;
-- perl signed: the Perl node, a private channel: Perl checks the signature.
+- on public:   the node with the check, a public channel (no private prefix matches; Perl never runs);
+- on signed:   the node with the check, a private channel: Perl checks the signature.
 
 Figures: the node's CPU per subscribe (its worker's schedstat, from the burst's start to
 its last 200) and the burst's subscribe rate (both client and node share the two cores,
 so the rate also carries the client), and the node's memory per subscriber held (its
 worker's PSS growth while they are held, one burst on a fresh node). The check must cost
-under 10 % of connection setup: `on signed` / `off` node CPU <= 1.10 (`perl signed` / `off`
-is printed beside it). Medians over the rounds; the machine is shared, so only ratios from
-the same run mean anything. Results: bench/results/subscribe-auth-<time>.json and
-latest-subscribe-auth.json. Takes /tmp/rg-bench.lock in the Makefile.
+under 10 % of connection setup: `on signed` / `off` node CPU <= 1.10. Medians over the
+rounds; the machine is shared, so only ratios from the same run mean anything. Results:
+bench/results/subscribe-auth-<time>.json and latest-subscribe-auth.json. Takes
+/tmp/rg-bench.lock in the Makefile.
 """
 
 from __future__ import annotations
@@ -49,7 +46,7 @@ from node_run import build_programs  # noqa: E402
 from testbed import process_cpu_seconds  # noqa: E402
 
 from realtime_glue.signing import KeySet, SubscribeKey, sign  # noqa: E402
-from support.push_node import JS_MODULE, PushNode  # noqa: E402
+from support.push_node import PushNode  # noqa: E402
 
 SUBSCRIBERS = int(os.environ.get("BENCH_AUTH_SUBSCRIBERS", 8000))
 INFLIGHT = int(os.environ.get("BENCH_AUTH_INFLIGHT", 64))
@@ -58,13 +55,10 @@ TARGET = 1.10
 KEY = SubscribeKey("bench-1", os.urandom(32))
 KEYS = KeySet({KEY.id: KEY}, ("firehose-",))
 RESULTS = BENCH / "results"
-# The Perl variant of the check (issue 11's experiment) and Debian's libnginx-mod-http-perl.
-PERL_CHECK = BENCH / "subscribe_auth_perl"
-PERL_MODULE = Path("/usr/lib/nginx/modules/ngx_http_perl_module.so")
 
 
-def node_overrides(check: str) -> dict:
-    """`check`: "" (off), "njs" or "perl" (both with the same private prefixes and keys)."""
+def node_overrides(check: bool) -> dict:
+    """A node with the check (private prefixes) or without it; the same key set on both."""
     return {
         "push_stream_worker_processes": 1,
         "push_stream_worker_connections": SUBSCRIBERS + 1024,
@@ -76,48 +70,6 @@ def node_overrides(check: str) -> dict:
         "push_stream_private_channel_prefixes": ["private-", "firehose-"] if check else [],
         "push_stream_subscribe_keys": [{"id": KEY.id, "secret": base64.b64encode(KEY.secret).decode()}],
     }
-
-
-class PerlCheckNode(PushNode):
-    """The node with the check, its njs parts swapped for PERL_CHECK in the rendered config:
-    the signature checked by embedded Perl in the subscriber's own request (no subrequest,
-    no loopback hop, no VM per request). The bench's own experiment, not the product."""
-
-    def write_config(self) -> Path:
-        if not PERL_MODULE.exists():
-            raise RuntimeError(f"{PERL_MODULE} is missing: install libnginx-mod-http-perl (`make deps`)")
-        path = super().write_config()
-        path.write_text(
-            perl_check_config(path.read_text(), self.overrides["push_stream_subscribe_keys_path"])
-        )
-        return path
-
-
-def perl_check_config(config: str, keys_path: str) -> str:
-    """`config` (the njs check, rendered from nginx/push-stream.conf) with the Perl check."""
-    refused = "            if ($subscribe_refused) {\n                return 403;\n            }\n"
-    swaps = {
-        f"load_module {JS_MODULE};": f"load_module {PERL_MODULE};\n",
-        "js_path": f"    perl_modules {PERL_CHECK};\n"
-        f'    perl_set $subscribe_refused \'use RealtimeGlue::SubscribeAuth "{keys_path}";'
-        " \\&RealtimeGlue::SubscribeAuth::refused';\n",
-        "js_import": "",
-        "js_preload_object": "",
-        # The njs check's own server stays, unused.
-        "js_content": "            return 204;\n",
-        "auth_request": refused,
-    }
-    swapped = set()
-    lines = []
-    for line in config.splitlines(keepends=True):
-        start = next((start for start in swaps if line.strip().startswith(start)), None)
-        if start is not None:
-            swapped.add(start)
-            line = swaps[start]
-        lines.append(line)
-    if missing := set(swaps) - swapped:
-        raise RuntimeError(f"perl check: no {', '.join(sorted(missing))} in nginx/push-stream.conf any more")
-    return "".join(lines)
 
 
 def assert_checks(node: PushNode) -> None:
@@ -182,9 +134,8 @@ def burst(node: PushNode, client: Path, path: str, channel: str) -> dict:
     }
 
 
-def start_node(check: str) -> PushNode:
-    node_class = PerlCheckNode if check == "perl" else PushNode
-    return node_class(overrides=node_overrides(check)).start()
+def start_node(check: bool) -> PushNode:
+    return PushNode(overrides=node_overrides(check)).start()
 
 
 def main() -> int:
@@ -192,18 +143,16 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20_000), hard))
     client = build_programs()["ev_client"]
     load = os.getloadavg()[0]
-    checks = {"off": "", "on public": "njs", "on signed": "njs", "perl signed": "perl"}
+    checks = {"off": False, "on public": True, "on signed": True}
     nodes = {check: start_node(check) for check in set(checks.values())}
     variants = {
-        "off": (nodes[""], "private-"),
-        "on public": (nodes["njs"], "public-"),
-        "on signed": (nodes["njs"], "private-"),
-        "perl signed": (nodes["perl"], "private-"),
+        "off": (nodes[False], "private-"),
+        "on public": (nodes[True], "public-"),
+        "on signed": (nodes[True], "private-"),
     }
     rounds: dict[str, list[dict]] = {name: [] for name in variants}
     try:
-        for check in ("njs", "perl"):
-            assert_checks(nodes[check])
+        assert_checks(nodes[True])
         for round_number in range(ROUNDS):
             order = list(variants)
             order = order[round_number % len(order) :] + order[: round_number % len(order)]
@@ -247,9 +196,6 @@ def main() -> int:
         summary["on signed"]["node_cpu_us_per_subscribe"] / summary["off"]["node_cpu_us_per_subscribe"]
     )
     rate_ratio = summary["on signed"]["subscribes_per_second"] / summary["off"]["subscribes_per_second"]
-    perl_ratio = (
-        summary["perl signed"]["node_cpu_us_per_subscribe"] / summary["off"]["node_cpu_us_per_subscribe"]
-    )
     public_ratio = (
         summary["on public"]["node_cpu_us_per_subscribe"] / summary["off"]["node_cpu_us_per_subscribe"]
     )
@@ -262,7 +208,6 @@ def main() -> int:
         )
     verdict = "met" if cpu_ratio <= TARGET else "MISSED"
     print(f"  node CPU per subscribe, on signed / off: {cpu_ratio:.3f} (target <= {TARGET}: {verdict})")
-    print(f"  node CPU per subscribe, perl signed / off: {perl_ratio:.3f}")
     print(f"  node CPU per subscribe, on public / off: {public_ratio:.3f}")
     print(f"  subscribe rate, on signed / off:         {rate_ratio:.3f}")
     RESULTS.mkdir(exist_ok=True)
@@ -274,7 +219,6 @@ def main() -> int:
         "rounds": rounds,
         "summary": summary,
         "node_cpu_ratio_signed_over_off": cpu_ratio,
-        "node_cpu_ratio_perl_signed_over_off": perl_ratio,
         "node_cpu_ratio_public_over_off": public_ratio,
         "rate_ratio_signed_over_off": rate_ratio,
         "target": TARGET,

@@ -3,7 +3,8 @@
 A push node lets a subscriber onto a private channel (one whose name matches
 the operator's naming rule, e.g. the prefix `private-`) only with a URL this
 module signed. The node checks it by itself, with no request to the
-application (nginx/njs/subscribe_auth.js, the other half of this contract):
+application (nginx/perl/RealtimeGlue/SubscribeAuth.pm, the other half of this
+contract):
 
     /ev/private-ada?exp=1767225600&kid=app-1&sig=<43 characters>[&tr=ev]
 
@@ -92,7 +93,7 @@ class KeySet:
     path: str = "<key set>"
 
     def document(self) -> str:
-        """The key set file's text (what the nodes' js_preload_object reads)."""
+        """The key set file's text (what the nodes' check reads at start and reload)."""
         return json.dumps(
             {
                 "keys": {key.id: key.entry() for key in self.keys.values()},

@@ -1,5 +1,5 @@
-"""Signed subscribe URLs checked by real nginx (nginx/njs/subscribe_auth.js, Debian's
-libnginx-mod-http-js) in nginx/push-stream.conf rendered with the role's defaults: URLs
+"""Signed subscribe URLs checked by real nginx (nginx/perl/RealtimeGlue/SubscribeAuth.pm on
+Debian's libnginx-mod-http-perl) in nginx/push-stream.conf rendered with the role's defaults: URLs
 minted by realtime_glue.signing open private channels on every transport, on both
 flavours, and across a failover; everything else gets 403 and nothing else."""
 
@@ -186,6 +186,27 @@ def test_every_bad_signature_gets_403_and_nothing_else(node, private):
         assert_refused(node, private, path, what, headers={"Last-Event-ID": "0"})
 
 
+def test_the_access_log_says_why_a_private_subscriber_was_refused_and_nothing_for_public_ones(node, private):
+    good = signed(private)
+    # /ws/ without an upgrade: the module answers at once, after the check let it through.
+    for path in (
+        f"/ev/{private}",
+        f"/ev/{private}?{tampered(good.query)}",
+        f"/ws/{private}?{good.query}",
+        "/ws/public-log",
+    ):
+        node.request("GET", path, timeout=5)
+    deadline = time.monotonic() + 5
+    while "/ws/public-log" not in node.access_log:  # nginx writes the line after the response
+        assert time.monotonic() < deadline, node.access_log
+        time.sleep(0.05)
+    lines = {line.split('"')[1]: line for line in node.access_log.splitlines() if '"GET /' in line}
+    assert lines[f"GET /ev/{private} HTTP/1.1"].endswith(' refused="unsigned"')
+    assert lines[f"GET /ev/{private}?{tampered(good.query)} HTTP/1.1"].endswith(' refused="bad signature"')
+    assert lines[f"GET /ws/{private}?{good.query} HTTP/1.1"].endswith(' refused=""')
+    assert "refused=" not in lines["GET /ws/public-log HTTP/1.1"]
+
+
 def test_a_customers_key_opens_no_other_channel_and_the_applications_key_no_firehose(node, private):
     node.publish("firehose-globex", "secret", event_id="s-1")
     acme = signed("firehose-acme", key_id="")
@@ -283,9 +304,21 @@ def test_an_expired_url_is_refused_on_reconnect_even_by_a_node_that_let_it_in(pr
         assert_refused(node, private, f"/ev/{target(subscription)}", "the same URL after its expiry")
 
 
-def test_without_private_prefixes_nginx_loads_no_njs_and_every_channel_is_public(private):
+def test_a_key_set_nginx_cannot_load_fails_the_config_check_and_the_running_node_keeps_its_keys(private):
+    with PushNode(overrides=NODE_KEYS) as node:
+        node.write_key_set([{"id": "app-1", "secret": "c2hvcnQ="}])  # 5 bytes: too short a secret
+        with pytest.raises(RuntimeError, match="the secret has fewer than 32 bytes"):
+            node.reload()  # nginx -t first, as the role's handler: the reload never happens
+        with node.events(target(signed(private))) as stream:  # still the old, good key set
+            node.wait_for_subscribers(private)
+            node.publish(private, "still open", event_id="k-1")
+            assert stream.next_event().data == "still open"
+
+
+def test_without_private_prefixes_nginx_loads_no_perl_and_every_channel_is_public(private):
     with PushNode(overrides={"push_stream_private_channel_prefixes": []}) as node:
-        assert "ngx_http_js_module" not in node.config_path.read_text()
+        config = node.config_path.read_text()
+        assert "ngx_http_perl_module" not in config and "perl_set" not in config
         with node.events(private) as stream:
             node.wait_for_subscribers(private)
             node.publish(private, "public now", event_id="o-1")

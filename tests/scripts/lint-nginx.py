@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support.push_node import (
     MODULES,
     NGINX,
-    NJS_DIR,
+    PERL_DIR,
+    PERL_MODULE,
     PushNode,
     installed_nginx_version,
     missing_module,
@@ -59,7 +60,7 @@ def variants(prefix: Path) -> dict[str, dict]:
 def check(flavour: str, name: str, overrides: dict, prefix: Path) -> None:
     (prefix / "tmp").mkdir(exist_ok=True)
     config = prefix / "nginx.conf"
-    # The files the role installs beside the config: the njs check and the key set.
+    # The files the role installs beside the config: the check and the key set.
     keys = prefix / "subscribe-keys.json"
     keys.write_text(render_key_set())
     config.write_text(
@@ -72,7 +73,8 @@ def check(flavour: str, name: str, overrides: dict, prefix: Path) -> None:
                 "push_stream_pid_path": str(prefix / "nginx.pid"),
                 "push_stream_error_log": str(prefix / "error.log"),
                 "push_stream_temp_path": str(prefix / "tmp"),
-                "push_stream_njs_dir": str(NJS_DIR),
+                "push_stream_perl_dir": str(PERL_DIR),
+                "push_stream_perl_module_path": str(PERL_MODULE),
                 "push_stream_subscribe_keys_path": str(keys),
                 **overrides,
             }

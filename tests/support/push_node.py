@@ -49,10 +49,11 @@ from support.ports import free_port
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "nginx" / "push-stream.conf"
 ROLE_DEFAULTS = REPO / "ansible" / "roles" / "push_stream" / "defaults" / "main.yml"
-# The key set of signed subscribe URLs, as the role writes it; and the njs check.
+# The key set of signed subscribe URLs, as the role writes it; and the check
+# (nginx/perl/RealtimeGlue/SubscribeAuth.pm, on Debian's libnginx-mod-http-perl).
 KEY_SET_TEMPLATE = REPO / "ansible" / "roles" / "push_stream" / "templates" / "subscribe-keys.json.j2"
-NJS_DIR = REPO / "nginx" / "njs"
-JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+PERL_DIR = REPO / "nginx" / "perl"
+PERL_MODULE = Path("/usr/lib/nginx/modules/ngx_http_perl_module.so")
 # The files the Debian packages install (the role's push_stream_module_path and
 # push_stream_nchan_module_path).
 MODULES = {
@@ -208,9 +209,8 @@ def local_overrides(
         "push_stream_ping_interval": 10,
         "push_stream_tls_mode": "none",
         "push_stream_subscribe_keys_path": str(directory / "subscribe-keys.json"),
-        "push_stream_njs_dir": str(NJS_DIR),
-        "push_stream_subscribe_auth_listen": f"127.0.0.1:{free_port('127.0.0.1')}",
-        "push_stream_js_module_path": str(JS_MODULE),
+        "push_stream_perl_dir": str(PERL_DIR),
+        "push_stream_perl_module_path": str(PERL_MODULE),
     }
     if tls:
         overrides.update(
@@ -250,8 +250,8 @@ class PushNode:
         self.flavour = flavour or default_flavour()
         if why := missing_module(self.flavour):
             raise RuntimeError(why)
-        if not JS_MODULE.exists():
-            raise RuntimeError(f"{JS_MODULE} is missing: install libnginx-mod-http-js (`make deps`)")
+        if not PERL_MODULE.exists():
+            raise RuntimeError(f"{PERL_MODULE} is missing: install libnginx-mod-http-perl (`make deps`)")
         self.host = host
         self.port = port or free_port(host)
         self.name = f"{host}:{self.port}"

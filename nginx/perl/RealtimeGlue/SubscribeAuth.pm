@@ -1,24 +1,24 @@
-# The signed subscribe URL check of nginx/njs/subscribe_auth.js, in nginx's embedded Perl
-# (Debian's libnginx-mod-http-perl): bench/subscribe_auth_bench.py's `perl signed` node,
-# the experiment of issue 11 (README: "Private channels"). Not what the role deploys.
+# The push node's check of signed subscribe URLs of private channels, in nginx's embedded
+# Perl (Debian's libnginx-mod-http-perl). nginx/push-stream.conf loads it when
+# push_stream_private_channel_prefixes is not empty; the push_stream role installs it
+# (push_stream_perl_dir), tests/support/push_node.py uses this copy.
 #
 # It runs in the subscriber's own request: a perl_set handler sets $subscribe_refused
 # from `refused`, and the private subscriber locations answer 403 when it is not empty,
-# before push-stream attaches the subscriber. One interpreter per worker, shared by
-# every request: nothing is kept per subscriber, no subrequest, no loopback hop.
+# before the module (push-stream or nchan) attaches the subscriber. One interpreter per
+# worker, shared by every request: nothing is kept per subscriber, no subrequest, no
+# loopback hop.
 #
-#   perl_modules <this directory>;
+#   perl_modules <this directory's parent>;
 #   perl_set $subscribe_refused
 #       'use RealtimeGlue::SubscribeAuth "<key set>"; \&RealtimeGlue::SubscribeAuth::refused';
 #   ... location ~ ^/ev/(?<channel>private-[^/]+)$ { if ($subscribe_refused) { return 403; } ... }
 #
 # nginx evaluates a handler string that starts with "use " in the master, at config load
 # (start and reload), as root: `import` reads the key set there, so the file stays 0600
-# root, and a reload reads a changed key set (checked by hand: a key removed from the
-# file and `nginx -s reload` refuses its URLs). A key set that cannot be read fails the
-# load (nginx says only `eval_pv(...) failed`; the reason goes to stderr, which is the
-# error log once nginx runs). The URL contract is the same as signing.py's and the njs
-# check's:
+# root, and a reload reads a changed key set. A key set that cannot be read fails the
+# load and `nginx -t` (nginx says only `eval_pv(...) failed`; the reason goes to stderr,
+# which is the error log once nginx runs). The URL contract is glue/realtime_glue/signing.py's:
 #
 #   /ev/private-ada?exp=1767225600&kid=app-1&sig=<43 characters>[&tr=ev]
 #
