@@ -298,13 +298,16 @@ ok "edit kept, glue@demo restarted (via glue.target) and still enabled"
 
 step "secrets as the glue role writes them (at its default paths), then apt-get purge realtime-glue"
 # What `ansible/roles/glue` leaves in /etc/realtime-glue beside the conffile: the
-# Redis password, stage keys, the applied fingerprints; and a Web Push key where
-# the README puts it; plus the role's drop-in for the restart timers. None of it
+# Redis password, stage keys, the subscribe key set, the applied fingerprints, the
+# Web Push keys; plus the role's drop-in for the restart timers. None of it
 # is the package's own file, and the README says purge removes it all.
 password_file=$(sed -n 's/^glue_redis_password_file: //p' ansible/roles/glue/defaults/main.yml)
 key_dir=$(sed -n 's/^glue_key_dir: //p' ansible/roles/glue/defaults/main.yml)
 applied_dir=$(sed -n 's/^glue_fingerprint_dir: //p' ansible/roles/glue/vars/main.yml)
-secrets=("$password_file" "$key_dir/demo.encrypt.key" "$applied_dir/demo.json" /etc/realtime-glue/vapid.pem)
+subscribe_keys=$(sed -n 's/^glue_subscribe_keys_file: //p' ansible/roles/glue/defaults/main.yml)
+vapid_key=$(sed -n 's/^glue_webpush_vapid_key_file: //p' ansible/roles/glue/defaults/main.yml)
+token_key=$(sed -n 's/^glue_webpush_token_key_file: //p' ansible/roles/glue/defaults/main.yml)
+secrets=("$password_file" "$key_dir/demo.encrypt.key" "$subscribe_keys" "$applied_dir/demo.json" "$vapid_key" "$token_key")
 for path in "${secrets[@]}"; do
     case $path in /etc/realtime-glue/*) ;; *) fail "the glue role writes $path outside /etc/realtime-glue" ;; esac
 done
@@ -312,7 +315,8 @@ in_ct install -d -o root -g realtime-glue -m 0750 "$key_dir"
 in_ct install -d -o root -g root -m 0700 "$applied_dir"
 in_ct sh -c "echo role-written-secret >'$password_file' && chown root:realtime-glue '$password_file' && chmod 0640 '$password_file'"
 in_ct sh -c "head -c 32 /dev/urandom | base64 >'$key_dir/demo.encrypt.key' && chown realtime-glue: '$key_dir/demo.encrypt.key' && chmod 0600 '$key_dir/demo.encrypt.key'"
-in_ct sh -c "echo '{}' >'$applied_dir/demo.json' && echo vapid >/etc/realtime-glue/vapid.pem && chmod 0600 /etc/realtime-glue/vapid.pem"
+in_ct sh -c "echo '{\"keys\": {}}' >'$subscribe_keys' && chown realtime-glue: '$subscribe_keys' && chmod 0600 '$subscribe_keys'"
+in_ct sh -c "echo '{}' >'$applied_dir/demo.json' && echo vapid >'$vapid_key' && echo token >'$token_key' && chmod 0600 '$vapid_key' '$token_key'"
 in_ct install -d /etc/systemd/system/glue-restart@.timer.d
 in_ct sh -c 'printf "[Timer]\nRandomizedDelaySec=1h\n" >/etc/systemd/system/glue-restart@.timer.d/50-window.conf'
 in_ct find /etc/realtime-glue -printf '%M %u:%g %p\n'
