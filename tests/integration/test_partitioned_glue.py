@@ -117,6 +117,15 @@ def assert_every_channel_in_put_order_on_both_nodes(collectors, per_channel: int
         assert ids[0] == ids[1]
 
 
+def stop(glues: list[GlueProcess], collectors: list[ChannelCollectors]) -> None:
+    """A test's end: the instances still running stopped, the subscribers closed."""
+    for glue in glues:
+        if glue.alive():
+            glue.terminate()
+    for c in collectors:
+        c.close()
+
+
 def assert_feeds_empty(client) -> None:
     for feed in FEEDS:
         counts = feed_counts(client, feed)
@@ -176,11 +185,7 @@ def test_three_instances_one_killed_keep_each_channels_order_on_both_nodes(
         assert all(d <= CONCURRENCY * len(held) for d in duplicates)
         assert_feeds_empty(client)
     finally:
-        for glue in glues:
-            if glue.alive():
-                glue.terminate()
-        for c in collectors:
-            c.close()
+        stop(glues, collectors)
 
 
 def test_two_instances_keep_each_channels_order_through_a_node_that_keeps_failing(
@@ -226,11 +231,7 @@ def test_two_instances_keep_each_channels_order_through_a_node_that_keeps_failin
         assert_every_channel_in_put_order_on_both_nodes(collectors, per_channel)
         assert_feeds_empty(client)
     finally:
-        for glue in glues:
-            if glue.alive():
-                glue.terminate()
-        for c in collectors:
-            c.close()
+        stop(glues, collectors)
         flapping.close()
 
 
@@ -279,11 +280,7 @@ def test_a_partition_handed_over_while_a_node_holds_its_messages_keeps_the_chann
         for c in collectors:
             assert [m["data"]["n"] for m in c.first_seen(channel)] == list(range(41)), c.node
     finally:
-        for glue in glues:
-            if glue.alive():
-                glue.terminate()
-        for c in collectors:
-            c.close()
+        stop(glues, collectors)
         node.close()
 
 

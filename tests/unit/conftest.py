@@ -36,12 +36,22 @@ def message(channel="news", data=None, event="message", job_id="job-1", **fields
     )
 
 
-@pytest.fixture
-def systemd(tmp_path):
-    """A stand-in for systemd's notify socket: an AF_UNIX datagram socket."""
-    path = str(tmp_path / "notify")
+def datagram_socket(path: str, timeout: float):
+    """An AF_UNIX datagram socket bound at `path`: yields (path, socket), closes it after."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
-    sock.settimeout(10)
+    sock.settimeout(timeout)
     yield path, sock
     sock.close()
+
+
+@pytest.fixture
+def systemd(tmp_path):
+    """A stand-in for systemd's notify socket."""
+    yield from datagram_socket(str(tmp_path / "notify"), 10)
+
+
+@pytest.fixture
+def journal(tmp_path):
+    """A stand-in for journald's native socket."""
+    yield from datagram_socket(str(tmp_path / "journal.socket"), 5)

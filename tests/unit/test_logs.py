@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import socket
 import struct
 
 import pytest
@@ -26,16 +25,6 @@ def decode(datagram: bytes) -> dict[str, str]:
             (size,) = struct.unpack("<Q", after[:8])
             entry[line.decode()], rest = after[8 : 8 + size].decode(), after[8 + size + 1 :]
     return entry
-
-
-@pytest.fixture
-def journal(tmp_path):
-    path = str(tmp_path / "journal.socket")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(5)
-    yield path, sock
-    sock.close()
 
 
 @pytest.fixture
