@@ -449,3 +449,36 @@ def test_after_a_partition_is_taken_over_what_its_last_holder_left_in_a_backlog_
     wait_for(lambda: len(b.received) == 3, "both messages on b")
     assert [event_id for _, event_id, _ in b.received] == ["warm-up", "held-by-the-other", "next"]
     wait_for(lambda: stage.senders["b:80"].live, "the sender to b live again")
+
+
+class NodeFailingSomeOnce(FakeNode):
+    """Answers the first try of each event id in `flaky` with a failure for now (a 500)."""
+
+    def __init__(self, label: str, flaky: set[str]):
+        super().__init__(label)
+        self.flaky = set(flaky)
+
+    def finish_publish(self, pending, timeout):
+        if pending[1] in self.flaky:
+            self.flaky.discard(pending[1])
+            raise PublishFailed(f"{self.label}: HTTP 500")
+        super().finish_publish(pending, timeout)
+
+
+def test_a_node_failing_one_backlog_record_in_ten_is_retried_from_the_shortest_wait_each_time():
+    """A drain that delivered records before one failed starts its wait over: a node refusing
+    now and then keeps being drained at the shortest wait (the counter used to climb with
+    each such failure until every retry waited max_backoff: 40 records took 80 s)."""
+    feed = FakeFeed()
+    feed.put_many([record("news", f"r{n:02}", b"{}") for n in range(40)])
+    node = NodeFailingSomeOnce("a:80", {f"r{n:02}" for n in range(3, 40, 10)})
+    drain = NodeSender(node, feed, min_backoff=1.0, max_backoff=64.0)
+    waits = []
+    drain._wait = waits.append  # count the waits instead of waiting them
+    drain.start()
+    try:
+        wait_for(lambda: len(node.received) == 40, "the backlog drained")
+    finally:
+        drain.stop()
+    assert [event_id for _, event_id, _ in node.received] == [f"r{n:02}" for n in range(40)]
+    assert len(waits) == 4 and max(waits) <= 1.0  # each failure waited the first step only

@@ -140,6 +140,8 @@ class NodeSender(Actor):
         self._next_backlog_check = 0.0
         # A partition came over from another instance: look at the backlog before sending on.
         self._look_now = False
+        # The last drain delivered (or dead-lettered) records before a failure stopped it.
+        self._drained_before_failing = False
         self.fields = fields(node=node.label)
 
     # --- what the http stage uses ---------------------------------------------------------
@@ -178,6 +180,7 @@ class NodeSender(Actor):
         backoff = Backoff(self.min_backoff, self.max_backoff)
         while not self.stopping:
             progress()
+            self._drained_before_failing = False
             try:
                 if self.live:
                     self._send_live()
@@ -186,6 +189,11 @@ class NodeSender(Actor):
                     backoff.succeeded()
                 continue
             except PublishFailed as exc:
+                if self._drained_before_failing:
+                    # The node took backlog records before this one failed: a new fault, not
+                    # the same one again, so the wait starts over from the shortest (a node
+                    # refusing one record in ten must not slow the drain to max_backoff).
+                    backoff.succeeded()
                 delay = backoff.failed()
                 log.info("%s: %s; retrying in %.1fs", self.name, exc, delay, extra=self.fields)
             except Exception as exc:  # Redis away: the same backoff, never a busy loop
@@ -333,6 +341,7 @@ class NodeSender(Actor):
             self._settle(jobs, delivered, refused)
         if failure is not None:
             self.failing = True
+            self._drained_before_failing = bool(delivered or refused)
             raise failure
         self.failing = False
 
