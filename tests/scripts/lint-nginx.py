@@ -29,7 +29,11 @@ from support.tls import TestCA
 
 LINT_KEYS = [
     {"id": "app-1", "secret": "ESIzRFVmd4iZqrvM3e7/ABEiM0RVZneImaq7zN3u/wA="},
-    {"id": "firehose.acme", "secret": "EyIzRFVmd4iZqrvM3e7/ABEiM0RVZneImaq7zN3u/wA=", "channels": ["firehose-acme"]},
+    {
+        "id": "firehose.acme",
+        "secret": "EyIzRFVmd4iZqrvM3e7/ABEiM0RVZneImaq7zN3u/wA=",
+        "channels": ["firehose-acme"],
+    },
 ]
 
 
