@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("jinja2", reason="rendering nginx/push-stream.conf needs jinja2 (the venv has it)")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.push_node import render_config, render_key_set  # noqa: E402
+from support.push_node import render_config, render_key_set
 
 
 def nginx_map(config: str, source: str) -> tuple[list[tuple[re.Pattern, str]], dict[str, str], str]:
