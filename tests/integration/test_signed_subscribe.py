@@ -166,6 +166,7 @@ def refusals(private: str) -> dict[str, str]:
         "bound to websocket, used on eventsource": f"/ev/{private}?{bound_ws.query}",
         "transport binding removed": f"/ev/{private}?{bound_ws.query.replace('&tr=ws', '')}",
         "unknown key id": f"/ev/{private}?{good.query.replace('kid=app-1', 'kid=app-9')}",
+        "key id in other letters": f"/ev/{private}?{good.query.replace('kid=app-1', 'kid=APP-1')}",
         "other key's id": f"/ev/{private}?{good.query.replace('kid=app-1', 'kid=app-2')}",
         "signature twice, the good one second": f"/ev/{private}?{tampered(good.query)}&{good.query}",
     }
@@ -218,6 +219,8 @@ def test_a_customers_key_opens_no_other_channel_and_the_applications_key_no_fire
         "acme's URL on globex's channel": f"/ev/firehose-globex?{acme.query}",
         "acme's key signing globex's channel": f"/ev/firehose-globex?{globex_with_acmes_key.query}",
         "the application's key on a firehose channel": f"/ev/firehose-globex?{app_on_firehose.query}",
+        "the same, its key id in capitals": "/ev/firehose-globex?"
+        + app_on_firehose.query.replace("kid=app-1", "kid=APP-1"),
         "no signature": "/ev/firehose-globex",
     }.items():
         assert_refused(node, "firehose-globex", path, what)
