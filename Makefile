@@ -110,7 +110,7 @@ package-test: repo
 # TLS HTTP/1.1 and HTTP/2 per ssl_buffer_size, connection setup and handshake
 # CPU, and what 1,000,000 TLS subscribers need (see bench/tls_capacity.py).
 # Signed subscribe URLs: a node's subscribe rate and CPU per subscribe with the
-# check (embedded Perl) on vs off in the same run (bench/subscribe_auth_bench.py).
+# check (nginx directives of set-misc) on vs off in the same run (bench/subscribe_auth_bench.py).
 # The node benches take /tmp/rg-bench.lock: two at once would measure each other.
 bench: deps push-stream-module
 	BENCH_BEFORE=$(BENCH_BEFORE) flock /tmp/rg-bench.lock $(PY) bench/glue_bench.py

@@ -2,16 +2,16 @@
 
 Two nodes, both nginx rendered from nginx/push-stream.conf (tests/support/push_node.py), one
 worker each, on loopback: one with the check as the role deploys it (private prefixes, the
-perl_set of nginx/perl/RealtimeGlue/SubscribeAuth.pm in the subscriber's own request, a key
-set; Debian's libnginx-mod-http-perl), one with it off (push_stream_private_channel_prefixes:
+key set, nginx/push-stream.conf's set-misc directives and maps in the subscriber's own
+request; Debian's libnginx-mod-http-set-misc), one with it off (push_stream_private_channel_prefixes:
 []). A burst of BENCH_AUTH_SUBSCRIBERS EventSource subscribers (bench/ev_client.c,
 BENCH_AUTH_INFLIGHT connecting at once) opens the same signed URL on a fresh channel, and is
 closed again once every one has its 200 (or its 403). Three variants, interleaved over
 BENCH_AUTH_ROUNDS rounds:
 
 - off:         the node without the check (the query string is there, and ignored);
-- on public:   the node with the check, a public channel (no private prefix matches; Perl never runs);
-- on signed:   the node with the check, a private channel: Perl checks the signature.
+- on public:   the node with the check, a public channel (no private prefix matches; no check runs);
+- on signed:   the node with the check, a private channel: the signature is checked.
 
 Figures: the node's CPU per subscribe (its worker's schedstat, from the burst's start to
 its last 200) and the burst's subscribe rate (both client and node share the two cores,

@@ -3,7 +3,7 @@
 A push node lets a subscriber onto a private channel (one whose name matches
 the operator's naming rule, e.g. the prefix `private-`) only with a URL this
 module signed. The node checks it by itself, with no request to the
-application (nginx/perl/RealtimeGlue/SubscribeAuth.pm, the other half of this
+application (nginx/push-stream.conf's check, the other half of this
 contract):
 
     /ev/private-ada?exp=1767225600&kid=app-1&sig=<43 characters>[&tr=ev]

@@ -1,5 +1,5 @@
 """The firehose end to end: the real glue (a live pipeline mirroring into a firehose pipeline),
-real redis-server, two real push nodes with signed URLs checked by embedded Perl, and two customers
+real redis-server, two real push nodes checking signed URLs (nginx/push-stream.conf), and two customers
 following their channel as an EventSource does (reconnecting with Last-Event-ID)."""
 
 from __future__ import annotations

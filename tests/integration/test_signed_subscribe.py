@@ -1,5 +1,5 @@
-"""Signed subscribe URLs checked by real nginx (nginx/perl/RealtimeGlue/SubscribeAuth.pm on
-Debian's libnginx-mod-http-perl) in nginx/push-stream.conf rendered with the role's defaults: URLs
+"""Signed subscribe URLs checked by real nginx (nginx/push-stream.conf's directives on Debian's
+libnginx-mod-http-set-misc), rendered with the role's defaults and key set: URLs
 minted by realtime_glue.signing open private channels on every transport, on both
 flavours, and across a failover; everything else gets 403 and nothing else."""
 
@@ -166,6 +166,7 @@ def refusals(private: str) -> dict[str, str]:
         "bound to websocket, used on eventsource": f"/ev/{private}?{bound_ws.query}",
         "transport binding removed": f"/ev/{private}?{bound_ws.query.replace('&tr=ws', '')}",
         "unknown key id": f"/ev/{private}?{good.query.replace('kid=app-1', 'kid=app-9')}",
+        "key id in other letters": f"/ev/{private}?{good.query.replace('kid=app-1', 'kid=APP-1')}",
         "other key's id": f"/ev/{private}?{good.query.replace('kid=app-1', 'kid=app-2')}",
         "signature twice, the good one second": f"/ev/{private}?{tampered(good.query)}&{good.query}",
     }
@@ -218,6 +219,8 @@ def test_a_customers_key_opens_no_other_channel_and_the_applications_key_no_fire
         "acme's URL on globex's channel": f"/ev/firehose-globex?{acme.query}",
         "acme's key signing globex's channel": f"/ev/firehose-globex?{globex_with_acmes_key.query}",
         "the application's key on a firehose channel": f"/ev/firehose-globex?{app_on_firehose.query}",
+        "the same, its key id in capitals": "/ev/firehose-globex?"
+        + app_on_firehose.query.replace("kid=app-1", "kid=APP-1"),
         "no signature": "/ev/firehose-globex",
     }.items():
         assert_refused(node, "firehose-globex", path, what)
@@ -307,7 +310,7 @@ def test_an_expired_url_is_refused_on_reconnect_even_by_a_node_that_let_it_in(pr
 def test_a_key_set_nginx_cannot_load_fails_the_config_check_and_the_running_node_keeps_its_keys(private):
     with PushNode(overrides=NODE_KEYS) as node:
         node.write_key_set([{"id": "app-1", "secret": "c2hvcnQ="}])  # 5 bytes: too short a secret
-        with pytest.raises(RuntimeError, match="the secret has fewer than 32 bytes"):
+        with pytest.raises(RuntimeError, match="needs_a_secret_of_32_bytes_or_more"):
             node.reload()  # nginx -t first, as the role's handler: the reload never happens
         with node.events(target(signed(private))) as stream:  # still the old, good key set
             node.wait_for_subscribers(private)
@@ -315,10 +318,10 @@ def test_a_key_set_nginx_cannot_load_fails_the_config_check_and_the_running_node
             assert stream.next_event().data == "still open"
 
 
-def test_without_private_prefixes_nginx_loads_no_perl_and_every_channel_is_public(private):
+def test_without_private_prefixes_nginx_loads_no_check_and_every_channel_is_public(private):
     with PushNode(overrides={"push_stream_private_channel_prefixes": []}) as node:
         config = node.config_path.read_text()
-        assert "ngx_http_perl_module" not in config and "perl_set" not in config
+        assert "set_misc" not in config and "subscribe_refused" not in config
         with node.events(private) as stream:
             node.wait_for_subscribers(private)
             node.publish(private, "public now", event_id="o-1")

@@ -19,8 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support.push_node import (
     MODULES,
     NGINX,
-    PERL_DIR,
-    PERL_MODULE,
     PushNode,
     installed_nginx_version,
     missing_module,
@@ -28,6 +26,15 @@ from support.push_node import (
     render_key_set,
 )
 from support.tls import TestCA
+
+LINT_KEYS = [
+    {"id": "app-1", "secret": "ESIzRFVmd4iZqrvM3e7/ABEiM0RVZneImaq7zN3u/wA="},
+    {
+        "id": "firehose.acme",
+        "secret": "EyIzRFVmd4iZqrvM3e7/ABEiM0RVZneImaq7zN3u/wA=",
+        "channels": ["firehose-acme"],
+    },
+]
 
 
 def variants(prefix: Path) -> dict[str, dict]:
@@ -60,9 +67,10 @@ def variants(prefix: Path) -> dict[str, dict]:
 def check(flavour: str, name: str, overrides: dict, prefix: Path) -> None:
     (prefix / "tmp").mkdir(exist_ok=True)
     config = prefix / "nginx.conf"
-    # The files the role installs beside the config: the check and the key set.
-    keys = prefix / "subscribe-keys.json"
-    keys.write_text(render_key_set())
+    # The file the role installs beside the config: the key set (one unscoped key, one
+    # scoped to a firehose channel).
+    keys = prefix / "subscribe-keys.conf"
+    keys.write_text(render_key_set({"push_stream_subscribe_keys": LINT_KEYS}))
     config.write_text(
         render_config(
             {
@@ -73,8 +81,6 @@ def check(flavour: str, name: str, overrides: dict, prefix: Path) -> None:
                 "push_stream_pid_path": str(prefix / "nginx.pid"),
                 "push_stream_error_log": str(prefix / "error.log"),
                 "push_stream_temp_path": str(prefix / "tmp"),
-                "push_stream_perl_dir": str(PERL_DIR),
-                "push_stream_perl_module_path": str(PERL_MODULE),
                 "push_stream_subscribe_keys_path": str(keys),
                 **overrides,
             }

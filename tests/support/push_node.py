@@ -49,11 +49,14 @@ from support.ports import free_port
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "nginx" / "push-stream.conf"
 ROLE_DEFAULTS = REPO / "ansible" / "roles" / "push_stream" / "defaults" / "main.yml"
-# The key set of signed subscribe URLs, as the role writes it; and the check
-# (nginx/perl/RealtimeGlue/SubscribeAuth.pm, on Debian's libnginx-mod-http-perl).
-KEY_SET_TEMPLATE = REPO / "ansible" / "roles" / "push_stream" / "templates" / "subscribe-keys.json.j2"
-PERL_DIR = REPO / "nginx" / "perl"
-PERL_MODULE = Path("/usr/lib/nginx/modules/ngx_http_perl_module.so")
+# The key set of signed subscribe URLs, as the role writes it (an nginx include of maps);
+# nginx/push-stream.conf checks them with Debian's libnginx-mod-http-set-misc (on
+# libnginx-mod-http-ndk): the role's push_stream_set_misc_module_path and _ndk_module_path.
+KEY_SET_TEMPLATE = REPO / "ansible" / "roles" / "push_stream" / "templates" / "subscribe-keys.conf.j2"
+SIGNATURE_MODULES = {
+    "libnginx-mod-http-ndk": Path("/usr/lib/nginx/modules/ndk_http_module.so"),
+    "libnginx-mod-http-set-misc": Path("/usr/lib/nginx/modules/ngx_http_set_misc_module.so"),
+}
 # The files the Debian packages install (the role's push_stream_module_path and
 # push_stream_nchan_module_path).
 MODULES = {
@@ -115,6 +118,7 @@ def _environment() -> jinja2.Environment:
     env.filters["to_json"] = json.dumps
     env.filters["bool"] = _bool
     env.tests["version"] = _version
+    env.tests["match"] = lambda value, pattern: re.match(pattern, value) is not None
     return env
 
 
@@ -208,9 +212,7 @@ def local_overrides(
         "push_stream_shared_memory_size": "32m",
         "push_stream_ping_interval": 10,
         "push_stream_tls_mode": "none",
-        "push_stream_subscribe_keys_path": str(directory / "subscribe-keys.json"),
-        "push_stream_perl_dir": str(PERL_DIR),
-        "push_stream_perl_module_path": str(PERL_MODULE),
+        "push_stream_subscribe_keys_path": str(directory / "subscribe-keys.conf"),
     }
     if tls:
         overrides.update(
@@ -250,8 +252,9 @@ class PushNode:
         self.flavour = flavour or default_flavour()
         if why := missing_module(self.flavour):
             raise RuntimeError(why)
-        if not PERL_MODULE.exists():
-            raise RuntimeError(f"{PERL_MODULE} is missing: install libnginx-mod-http-perl (`make deps`)")
+        for package, module in SIGNATURE_MODULES.items():
+            if not module.exists():
+                raise RuntimeError(f"{module} is missing: install {package} (`make deps`)")
         self.host = host
         self.port = port or free_port(host)
         self.name = f"{host}:{self.port}"

@@ -1,5 +1,5 @@
 """Signed subscribe URLs (realtime_glue/signing.py): the bytes the push nodes check, the key
-that signs, and key sets that must be refused. The nodes' side (nginx/perl/RealtimeGlue/SubscribeAuth.pm)
+that signs, and key sets that must be refused. The nodes' side (nginx/push-stream.conf's check)
 is tested against real nginx in tests/integration/test_signed_subscribe.py."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ ACME = SubscribeKey("firehose-acme", b"\x02" * 32, ("firehose-acme",))
 
 def test_the_signature_is_hmac_sha256_over_context_channel_expiry_transport_in_base64url():
     # Also computed with `openssl dgst -sha256 -mac HMAC` over the same four lines: a change here
-    # breaks every node's check (nginx/perl/RealtimeGlue/SubscribeAuth.pm) and every URL already handed out.
+    # breaks every node's check (nginx/push-stream.conf) and every URL already handed out.
     assert signature(SECRET, "private-ada", 1767225600) == "kwcXlSc77q0zX_CYLr2YvOxI8EmVneGN5QQ-kUZWmD8"
     assert signature(SECRET, "private-ada", 1767225600, "ws") == "g6GH2Wau3LqxXBTjfzK1rlAETVXp9xdcdka5AxYSuic"
 
