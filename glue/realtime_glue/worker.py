@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import gevent
 import gevent.event
-from gevent.lock import BoundedSemaphore
 from gevent.pool import Group
 from gevent.queue import Queue
 
 from .actor import Actor
 from .backoff import Backoff
+from .claim_linger import ClaimLinger
 from .errors import Reject, TransientFailure
 from .jobqueue import ClaimedJob, JobFeed
 from .logs import fields
@@ -40,11 +40,6 @@ FINISH_BATCH = 512
 WAIT_FOR_JOBS = 1.0
 # How long the first outcome of a batch waits for others to be written with it (seconds).
 FINISH_LINGER = 0.005
-# After a claim that emptied the feed, how long the next claim waits (seconds). At everyday
-# rates jobs come one at a time; those put meanwhile then travel together: one claim, one
-# round of POSTs, one finish for several jobs. A job waits at most this long for it, and
-# only when jobs come faster than one per CLAIM_LINGER; a saturated feed never waits.
-CLAIM_LINGER = 0.001
 
 
 class Settle(enum.Enum):
@@ -174,7 +169,10 @@ class PipelineWorker:
         # A slot is held from claim until what became of the job is written to
         # Redis, so at most `concurrency` jobs are ever claimed by this worker
         # and not yet settled: that bounds the duplicates a crash can cause.
-        self.slots = BoundedSemaphore(concurrency)
+        # A count, not a semaphore: a claim takes up to `claim_batch` slots at once, and
+        # acquiring them one by one cost more CPU than a job at everyday rates.
+        self.free_slots = concurrency
+        self._slot_freed = gevent.event.Event()
         # Claimed batches wait here for a runner, a greenlet that runs batches one after
         # another; one is added only when every runner is busy. (A greenlet per batch would
         # cost a fresh stack each time: at everyday rates, a batch is one job.)
@@ -192,6 +190,8 @@ class PipelineWorker:
         self._claim_failed = False
         # The jobs handed to the runners and not yet through the pipeline, in claim order.
         self.in_flight: dict[str, None] = {}
+        # After a claim that left slots free: wait a little so jobs come in batches (bounded).
+        self.linger = ClaimLinger()
         self.stopping = False
         self._loop: gevent.Greenlet | None = None
 
@@ -208,15 +208,15 @@ class PipelineWorker:
         backoff = Backoff()
         while not self.stopping:
             progress()
-            # All slots taken: the batches holding them are watched themselves.
-            with idle():
-                if not self.slots.acquire(blocking=False):
+            if not self.free_slots:
+                # All slots taken: the batches holding them are watched themselves.
+                with idle():
                     self.finisher.hurry()  # slots whose jobs are done wait for that to be written
-                    if not self.slots.acquire(timeout=1.0):
-                        continue
-            free = 1
-            while free < self.claim_batch and self.slots.acquire(blocking=False):
-                free += 1
+                    self._slot_freed.clear()
+                    self._slot_freed.wait(1.0)
+                continue
+            free = min(self.free_slots, self.claim_batch)
+            self.free_slots -= free
             try:
                 if self._claim_failed:
                     # The failed claim may have been made with its reply lost: those jobs
@@ -257,12 +257,15 @@ class PipelineWorker:
             self.batches.put(jobs)
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.held))
-            if len(jobs) < free:
-                pause(CLAIM_LINGER)
+            if len(jobs) < free:  # the feed is empty for now
+                linger = self.linger.claimed(len(jobs), time.monotonic())
+                if linger:
+                    pause(linger)
 
     def _free_slots(self, count: int) -> None:
-        for _ in range(count):
-            self.slots.release()
+        if count:
+            self.free_slots += count
+            self._slot_freed.set()
 
     def _settled(self, job_ids: list[str]) -> None:
         self.held.difference_update(job_ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gevent
 import gevent.event
 
-from realtime_glue import worker as worker_module
+from realtime_glue.claim_linger import ClaimLinger
 from realtime_glue.errors import Reject, TransientFailure
 from realtime_glue.jobqueue import ClaimedJob
 from realtime_glue.worker import Finisher, Outcome, PipelineWorker, Settle
@@ -170,27 +170,52 @@ def test_a_batch_that_hangs_does_not_hold_up_the_next_ones():
     assert [job for _, ids in feed.written for job in ids] == ["j1", "j2", "j3", "j4", "j0"]
 
 
-def test_after_a_claim_that_emptied_the_feed_the_next_claim_lingers(monkeypatch):
-    monkeypatch.setattr(worker_module, "CLAIM_LINGER", 0.5)
-    feed = YieldingFeed(1)
+class SteadyFeed(Feed):
+    """Jobs put one at a time, one every `interval` seconds; records what each claim carried."""
+
+    def __init__(self, count: int, interval: float):
+        super().__init__(0)
+        self.claims: list[list[str]] = []
+        self.producer = gevent.spawn(self._put, count, interval)
+
+    def _put(self, count, interval):
+        for n in range(count):
+            self.ready.append(ClaimedJob(f"j{n}", b"{}", 0))
+            gevent.sleep(interval)
+
+    def claim(self, count, mirror=None, wait=0.0):
+        gevent.sleep(0)  # a round trip
+        jobs = super().claim(count, mirror, wait)
+        if jobs:
+            self.claims.append([job.id for job in jobs])
+        return jobs
+
+
+def test_jobs_that_come_one_at_a_time_at_a_steady_rate_are_claimed_together():
+    feed = SteadyFeed(120, interval=0.001)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=64, claim_batch=64)
+    worker.linger = ClaimLinger(longest=0.02, target=8)
+    settle(worker, feed, 120)
+    claimed = [job for claim in feed.claims for job in claim]
+    assert claimed == [f"j{n}" for n in range(120)]  # each once, in order
+    assert max(len(claim) for claim in feed.claims) >= 4
+    assert len(feed.claims) < 60
+
+
+def test_a_trickle_of_jobs_is_claimed_job_by_job_without_lingering():
+    feed = SteadyFeed(3, interval=0.05)  # a trickle: 20 jobs a second
     worker = PipelineWorker(feed, Outcomes({}), concurrency=8, claim_batch=8)
-    worker.start()
-    gevent.sleep(0.05)  # j0 was claimed alone: the loop lingers
-    feed.ready += [ClaimedJob("j1", b"{}", 0), ClaimedJob("j2", b"{}", 0)]
-    gevent.sleep(0.05)
-    assert [job.id for job in feed.ready] == ["j1", "j2"]  # not claimed yet
-    for _ in range(2000):  # then claimed together
-        if sum(len(ids) for _, ids in feed.written) >= 3:
-            break
-        gevent.sleep(0.001)
-    worker.stop(grace=1)
-    assert feed.written == [("finish", ["j0"]), ("finish", ["j1", "j2"])]
+    # Lingers (up to a second, which would claim j1 and j2 together) only above 60 jobs a second.
+    worker.linger = ClaimLinger(longest=1.0, min_expected=60)
+    settle(worker, feed, 3)
+    assert feed.claims == [["j0"], ["j1"], ["j2"]]
+    assert feed.written == [("finish", ["j0"]), ("finish", ["j1"]), ("finish", ["j2"])]
 
 
-def test_a_claim_that_fills_every_free_slot_does_not_linger(monkeypatch):
-    monkeypatch.setattr(worker_module, "CLAIM_LINGER", 30.0)
+def test_a_claim_that_fills_every_free_slot_does_not_linger():
     feed = YieldingFeed(16)
     worker = PipelineWorker(feed, Outcomes({}), concurrency=16, claim_batch=8)
+    worker.linger = ClaimLinger(longest=30.0, min_expected=0)  # would linger after any short claim
     settle(worker, feed, 16)
     assert sorted(job for _, ids in feed.written for job in ids) == sorted(f"j{n}" for n in range(16))
 
