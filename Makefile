@@ -38,15 +38,15 @@ test:
 	@tests/scripts/test-all.sh
 
 unit: deps
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest -rfEs tests/unit
 
 # The same unit tests on Debian's python3-* packages (what the .deb runs on).
 unit-debian: deps
-	cd tests && PYTHONPATH=$(CURDIR)/glue /usr/bin/python3 -m pytest -p no:cacheprovider unit
+	cd tests && PYTHONPATH=$(CURDIR)/glue /usr/bin/python3 -m pytest -rfEs -p no:cacheprovider unit
 
 # The twelve slowest tests are named at the end (what `make test`'s time goes to).
 integration: deps push-stream-module
-	$(PY) -m pytest --durations=12 tests/integration
+	$(PY) -m pytest -rfEs --durations=12 tests/integration
 
 lint: lint-python lint-ansible lint-nginx lint-units
 
