@@ -44,10 +44,6 @@ class ClaimLinger:
         self._recent = 0.0  # jobs claimed, each weighed by exp(-age / window)
         self._at: float | None = None
 
-    def rate(self, now: float) -> float:
-        """Jobs per second claimed lately."""
-        return self._decayed(now) / self.window
-
     def claimed(self, jobs: int, now: float) -> float:
         """`jobs` were just claimed (at monotonic time `now`); seconds to wait before the next claim."""
         self._recent = self._decayed(now) + jobs
