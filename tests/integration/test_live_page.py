@@ -8,52 +8,33 @@ page shows is read from its DOM. A screenshot is kept in build/artifacts/.
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from support import browser as chromium
-from support.glue_process import GlueProcess, write_config
-from support.push_node import REPO, PushNode
+from support.live_page import ARTIFACTS, STATE, comments_glue, headless_browser, nodes_serving_the_page
 
 pytestmark = pytest.mark.timeout(120)
 
-LIVE_PAGE = REPO / "nginx" / "live"
-SCREENSHOT = REPO / "build" / "artifacts" / "live-page.png"
+SCREENSHOT = ARTIFACTS / "live-page.png"
 CHANNELS = ("demo", "news", "sports")
-STATE = "document.getElementById('status').dataset.state"
 
 
 @pytest.fixture
 def browser():
-    why = chromium.missing()
-    if why:
-        print(f"skipping the live page test: {why}")
-        pytest.skip(why)
-    page = chromium.Chromium(width=1280, height=800).start()
-    yield page
-    page.cleanup()
+    with headless_browser("the live page test", width=1280, height=800) as page:
+        yield page
 
 
 @pytest.fixture
 def live_node():
-    node = PushNode(overrides={"push_stream_docroot": str(LIVE_PAGE)})
-    print(f"push node flavour: {node.flavour}")
-    node.start()
-    yield node
-    node.cleanup()
+    with nodes_serving_the_page() as (node,):
+        yield node
 
 
 @pytest.fixture
 def glue(redis_server, live_node):
-    workdir = Path(tempfile.mkdtemp(prefix="glue-live-page-"))
-    pipelines = '[pipelines.comments]\npreset = "json-anon-http"\n'
-    config = write_config(workdir, redis_server.url, [live_node.cluster_url], pipelines)
-    process = GlueProcess(config, "comments")
-    process.start()
-    yield process
-    process.terminate()
+    with comments_glue(redis_server.url, [live_node]) as process:
+        yield process
 
 
 def enqueue(glue, channel: str, text: str, event: str = "comment") -> str:

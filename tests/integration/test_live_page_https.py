@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from support import browser as chromium
-from support.glue_process import GlueProcess, wait_until, write_config
-from support.push_node import REPO, PushNode, ServerTLS, default_flavour
+from support.glue_process import wait_until
+from support.live_page import STATE, comments_glue, headless_browser, nodes_serving_the_page
+from support.push_node import ServerTLS, default_flavour
 from support.tls import TestCA
 
 pytestmark = pytest.mark.timeout(150)
-
-LIVE_PAGE = REPO / "nginx" / "live"
-STATE = "document.getElementById('status').dataset.state"
 
 
 @pytest.fixture(scope="module")
@@ -42,33 +37,21 @@ def certificate(ca) -> ServerTLS:
 
 @pytest.fixture
 def browser(ca):
-    why = chromium.missing(https=True)
-    if why:
-        print(f"skipping the HTTPS live page test: {why}")
-        pytest.skip(why)
-    page = chromium.Chromium(width=1280, height=900, trust=[ca[0].certificate_path]).start()
-    yield page
-    page.cleanup()
+    options = {"width": 1280, "height": 900, "trust": [ca[0].certificate_path]}
+    with headless_browser("the HTTPS live page test", https=True, **options) as page:
+        yield page
 
 
 @pytest.fixture
 def live_node(ca):
-    node = PushNode(tls=certificate(ca), overrides={"push_stream_docroot": str(LIVE_PAGE)})
-    print(f"push node flavour: {node.flavour}, {node.base_url}")
-    node.start()
-    yield node
-    node.cleanup()
+    with nodes_serving_the_page(tls=certificate(ca)) as (node,):
+        yield node
 
 
 @pytest.fixture
 def glue(redis_server, live_node):
-    workdir = Path(tempfile.mkdtemp(prefix="glue-live-page-https-"))
-    pipelines = '[pipelines.comments]\npreset = "json-anon-http"\n'
-    config = write_config(workdir, redis_server.url, [live_node.cluster_url], pipelines)
-    process = GlueProcess(config, "comments")
-    process.start()
-    yield process
-    process.terminate()
+    with comments_glue(redis_server.url, [live_node]) as process:
+        yield process
 
 
 def enqueue(glue, channel: str, text: str) -> str:

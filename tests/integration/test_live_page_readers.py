@@ -19,16 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from support import browser as chromium
 from support.glue_process import GlueProcess, wait_until, write_config
+from support.live_page import ARTIFACTS, STATE, headless_browser, nodes_serving_the_page
 from support.ports import free_port
-from support.push_node import REPO, PushNode
 
 pytestmark = pytest.mark.timeout(150)
 
-LIVE_PAGE = REPO / "nginx" / "live"
-SCREENSHOT = REPO / "build" / "artifacts" / "live-page-readers.png"
-STATE = "document.getElementById('status').dataset.state"
+SCREENSHOT = ARTIFACTS / "live-page-readers.png"
 READING_NOW = "document.getElementById('readers-now').dataset.readers"
 # Recorded from the first script of every document on: what the policy blocked.
 RECORD_VIOLATIONS = """
@@ -41,34 +38,16 @@ document.addEventListener('securitypolicyviolation', function (e) {
 
 @pytest.fixture
 def browser():
-    why = chromium.missing()
-    if why:
-        print(f"skipping the live page test: {why}")
-        pytest.skip(why)
-    page = chromium.Chromium(width=1280, height=800).start()
-    page.call("Page.enable")
-    page.call("Page.addScriptToEvaluateOnNewDocument", source=RECORD_VIOLATIONS)
-    yield page
-    page.cleanup()
-
-
-def nodes_serving_the_page(count: int, overrides: dict | None = None) -> list[PushNode]:
-    nodes = [
-        PushNode(overrides={"push_stream_docroot": str(LIVE_PAGE), **(overrides or {})}) for _ in range(count)
-    ]
-    for node in nodes:
-        print(f"push node {node.name}, flavour {node.flavour}")
-        node.start()
-    return nodes
+    with headless_browser("the live page's readers test", width=1280, height=800) as page:
+        page.call("Page.enable")
+        page.call("Page.addScriptToEvaluateOnNewDocument", source=RECORD_VIOLATIONS)
+        yield page
 
 
 @pytest.fixture
 def two_nodes():
-    nodes = nodes_serving_the_page(2)
-    yield nodes
-    for node in nodes:
-        node.stop()
-        node.cleanup()
+    with nodes_serving_the_page(2) as nodes:
+        yield nodes
 
 
 @pytest.fixture
@@ -151,8 +130,7 @@ def shown_times(browser, number: int) -> int:
 @pytest.mark.parametrize("transport", ["ev", "ws"])
 def test_the_page_resumes_after_its_own_reconnect_and_drops_repeats(transport, browser):
     # The node ends each subscription after 3 s: the page reconnects by itself.
-    (node,) = nodes_serving_the_page(1, {"push_stream_subscriber_connection_ttl": "3s"})
-    try:
+    with nodes_serving_the_page(overrides={"push_stream_subscriber_connection_ttl": "3s"}) as (node,):
         if node.flavour != "push_stream":
             why = "nchan keeps message ids of its own: the page cannot resume by the glue's ids"
             print(f"skipping: {why}")
@@ -193,6 +171,3 @@ def test_the_page_resumes_after_its_own_reconnect_and_drops_repeats(transport, b
             what="the resuming request in the access log",
         )
         assert_policy_blocked_nothing(browser)
-    finally:
-        node.stop()
-        node.cleanup()

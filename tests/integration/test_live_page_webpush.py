@@ -19,28 +19,21 @@ from pathlib import Path
 
 import pytest
 
-from support import browser as chromium
-from support.push_node import REPO, PushNode
+from support.live_page import ARTIFACTS, headless_browser, nodes_serving_the_page
 from support.push_service import PushService
 from support.tls import make_certificates
 from support.webpush_glue import WebPushGlue
 
 pytestmark = pytest.mark.timeout(120)
 
-LIVE_PAGE = REPO / "nginx" / "live"
-SCREENSHOT = REPO / "build" / "artifacts" / "live-page-webpush.png"
+SCREENSHOT = ARTIFACTS / "live-page-webpush.png"
 BUTTON = "document.getElementById('notify')"
 
 
 @pytest.fixture
 def browser():
-    why = chromium.missing()
-    if why:
-        print(f"skipping the live page test: {why}")
-        pytest.skip(why)
-    page = chromium.Chromium(width=1280, height=800).start()
-    yield page
-    page.cleanup()
+    with headless_browser("the live page's Web Push test", width=1280, height=800) as page:
+        yield page
 
 
 @pytest.fixture
@@ -65,12 +58,8 @@ def glue(workdir, redis_server, push_service):
 
 @pytest.fixture
 def live_node(glue):
-    node = PushNode(
-        overrides={"push_stream_docroot": str(LIVE_PAGE), "push_stream_webpush_upstream": glue.endpoint}
-    )
-    node.start()
-    yield node
-    node.cleanup()
+    with nodes_serving_the_page(overrides={"push_stream_webpush_upstream": glue.endpoint}) as (node,):
+        yield node
 
 
 def registration_id(browser, scope: str) -> str:
