@@ -61,6 +61,7 @@ lint-python: deps
 # Debian's own. Fails, saying why, when the module cannot be had.
 push-stream-module: deps
 	tests/scripts/install-push-stream-module.sh
+	tests/scripts/install-push-stream-module.sh libnginx-mod-http-subscribe-signature
 
 ## --- deb, repo, lint-units, package-test -------------------------------------
 # The realtime-glue .deb from glue/ + packaging/debian/ (staged in build/deb/),
