@@ -16,8 +16,9 @@
  *
  * A key with `channels` opens those channels only (none when the list is
  * empty); a key without opens any channel outside the scoped prefixes.
- * In a location with `subscribe_signature`, the access phase refuses (403)
- * a request whose URL does not pass, and $subscribe_refused says why: the
+ * In a location with `subscribe_signature`, the preaccess phase refuses (403)
+ * a request whose URL does not pass (before the access phase, so that no
+ * `satisfy any` with an `allow` can let an unsigned subscriber in), and $subscribe_refused says why: the
  * first of, in this order, "repeated <arg>", "unsigned", "malformed expiry",
  * "expired", "signed for transport <tr>", "unknown key", "key not valid for
  * this channel", "channel needs a key scoped to it", "bad signature"
@@ -31,7 +32,10 @@
  */
 
 /* SHA256_Init/Update/Final: deprecated in OpenSSL 3 in favour of EVP, still
- * there, and without EVP's per-call dispatch and context allocation. */
+ * there, and without EVP's per-call dispatch. Measured on Debian 12's OpenSSL
+ * 3.0 (SHA-NI CPU), one HMAC of a signed URL's message: copied low-level states
+ * 0.18-0.21 us, copied EVP contexts (EVP_MD_CTX_copy_ex) 0.23-0.39 us, a
+ * one-shot HMAC() as set-misc did it 1.6-2.7 us. */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 
 #include <ngx_config.h>
@@ -735,7 +739,7 @@ ngx_http_subscribe_signature_init(ngx_conf_t *cf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
