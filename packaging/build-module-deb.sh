@@ -8,7 +8,7 @@
 # Two kinds of source:
 #   - an orig tarball pinned in packaging/PACKAGE/orig.sha256
 #     (libnginx-mod-http-push-stream: Debian's own, for Debian 12 only): downloaded
-#     once from the Debian archive's pool and cached in build/module-deb/PACKAGE/cache/,
+#     once from the Debian archive's pool and cached in build/module-deb/CODENAME/PACKAGE/cache/,
 #     checked against the pinned sha256 BEFORE it is unpacked: a mismatch stops
 #     the build naming both hashes, and nothing is unpacked (the file is moved
 #     aside to *.rejected so the next build downloads it again);
@@ -20,7 +20,7 @@
 # Then dpkg-buildpackage (source and binary) and lintian: errors and warnings
 # fail the build.
 #
-# MODULE_DEB_BUILD_DIR moves the package's build directory (build/module-deb/PACKAGE:
+# MODULE_DEB_BUILD_DIR moves the package's build directory (build/module-deb/CODENAME/PACKAGE:
 # its download cache, staging and built-with stamp) elsewhere (the tests use it);
 # DEBIAN_MIRROR names another Debian mirror.
 set -euo pipefail
@@ -28,7 +28,6 @@ cd "$(dirname "$0")/.."
 package=${1:-libnginx-mod-http-push-stream}
 package_dir=packaging/$package
 pin_file=$package_dir/orig.sha256
-build_dir=${MODULE_DEB_BUILD_DIR:-build/module-deb/$package}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # Debian's own tools only (not .venv's python or a pyenv on PATH).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -43,10 +42,10 @@ fail() {
 . /etc/os-release
 codename=${VERSION_CODENAME:-}
 out=packaging/out/$codename
+build_dir=${MODULE_DEB_BUILD_DIR:-build/module-deb/$codename/$package}
 source_name=$(dpkg-parsechangelog -l "$package_dir/debian/changelog" -S Source)
 distribution=$(dpkg-parsechangelog -l "$package_dir/debian/changelog" -S Distribution)
 version=$(dpkg-parsechangelog -l "$package_dir/debian/changelog" -S Version)
-build_source() { :; }
 
 if [ -f "$pin_file" ]; then
     # The package depends on the ABI of the nginx it is built against: build it on
@@ -111,7 +110,7 @@ else
     }
 fi
 
-# Up to date: the .deb in packaging/out/ is newer than every input and was
+# Up to date: the .deb in packaging/out/<codename>/ is newer than every input and was
 # built against the nginx-dev installed now (REBUILD=1 builds anyway).
 arch=$(dpkg --print-architecture)
 deb=$out/${source_name}_${version#*:}_$arch.deb
