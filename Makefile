@@ -16,7 +16,7 @@ help:
 	@echo "make down          remove the local cluster"
 	@echo "make test          everything: unit, integration, lint, package, molecule"
 	@echo "make bench         benchmarks (ratios against raw baselines, saved to bench/results/)"
-	@echo "make deb | module-deb | repo   build realtime-glue | libnginx-mod-http-push-stream | a signed apt repository of both"
+	@echo "make deb | module-deb | repo   build realtime-glue | our nginx module packages | a signed apt repository per Debian release"
 	@echo "make lint          ruff, ansible-lint, lintian, nginx -t, systemd-analyze verify"
 
 ## --- set-up -----------------------------------------------------------------
@@ -58,9 +58,11 @@ lint-python: deps
 ## --- push-stream-module -----------------------------------------------------
 # libnginx-mod-http-push-stream installed on this host with apt, as on a push
 # node: on Debian 12 the package `make module-deb` builds, on Debian 13
-# Debian's own. Fails, saying why, when the module cannot be had.
+# Debian's own; and libnginx-mod-http-subscribe-signature built here for this
+# host's release. Fails, saying why, when a module cannot be had.
 push-stream-module: deps
 	tests/scripts/install-push-stream-module.sh
+	tests/scripts/install-push-stream-module.sh libnginx-mod-http-subscribe-signature
 
 ## --- deb, repo, lint-units, package-test -------------------------------------
 # The realtime-glue .deb from glue/ + packaging/debian/ (staged in build/deb/),
@@ -68,13 +70,16 @@ push-stream-module: deps
 deb: deps
 	packaging/build-deb.sh
 
+# Our nginx module packages, lintian-clean, in packaging/out/<codename>/:
 # libnginx-mod-http-push-stream for Debian 12 (nginx 1.22.1) from Debian's orig
 # tarball, checked against packaging/libnginx-mod-http-push-stream/orig.sha256
-# before it is unpacked; lintian-clean; lands in packaging/out/.
+# before it is unpacked; libnginx-mod-http-subscribe-signature
+# (nginx/subscribe-signature/) for Debian 12 and, in a Debian 13 container
+# (docker: take /tmp/rg-docker.lock), for Debian 13.
 module-deb: deps
-	packaging/build-module-deb.sh
+	packaging/build-module-debs.sh
 
-# A signed flat apt repository of packaging/out/*.deb in packaging/out/repo.
+# A signed flat apt repository per Debian release in packaging/out/repo/<codename>/.
 repo: deb module-deb
 	packaging/make-repo.sh
 
@@ -110,7 +115,7 @@ package-test: repo
 # TLS HTTP/1.1 and HTTP/2 per ssl_buffer_size, connection setup and handshake
 # CPU, and what 1,000,000 TLS subscribers need (see bench/tls_capacity.py).
 # Signed subscribe URLs: a node's subscribe rate and CPU per subscribe with the
-# check (nginx directives of set-misc) on vs off in the same run (bench/subscribe_auth_bench.py).
+# check (our subscribe-signature module) on vs off in the same run (bench/subscribe_auth_bench.py).
 # The node benches take /tmp/rg-bench.lock: two at once would measure each other.
 bench: deps push-stream-module
 	BENCH_BEFORE=$(BENCH_BEFORE) flock /tmp/rg-bench.lock $(PY) bench/glue_bench.py

@@ -2,12 +2,13 @@
 
 Two nodes, both nginx rendered from nginx/push-stream.conf (tests/support/push_node.py), one
 worker each, on loopback: one with the check as the role deploys it (private prefixes, the
-key set, nginx/push-stream.conf's set-misc directives and maps in the subscriber's own
-request; Debian's libnginx-mod-http-set-misc), one with it off (push_stream_private_channel_prefixes:
-[]). A burst of BENCH_AUTH_SUBSCRIBERS EventSource subscribers (bench/ev_client.c,
-BENCH_AUTH_INFLIGHT connecting at once) opens the same signed URL on a fresh channel, and is
-closed again once every one has its 200 (or its 403). Three variants, interleaved over
-BENCH_AUTH_ROUNDS rounds:
+key set, our module libnginx-mod-http-subscribe-signature (nginx/subscribe-signature/) in the
+subscriber's own request: the query parsed once, HMAC-SHA256 from each key's inner and outer
+SHA-256 states precomputed at configuration time, a constant-time comparison), one with it
+off (push_stream_private_channel_prefixes: []). A burst of BENCH_AUTH_SUBSCRIBERS EventSource
+subscribers (bench/ev_client.c, BENCH_AUTH_INFLIGHT connecting at once) opens the same signed
+URL on a fresh channel, and is closed again once every one has its 200 (or its 403). Three
+variants, interleaved over BENCH_AUTH_ROUNDS rounds:
 
 - off:         the node without the check (the query string is there, and ignored);
 - on public:   the node with the check, a public channel (no private prefix matches; no check runs);

@@ -1,11 +1,12 @@
-"""Signed subscribe URLs checked by real nginx (nginx/push-stream.conf's directives on Debian's
-libnginx-mod-http-set-misc), rendered with the role's defaults and key set: URLs
+"""Signed subscribe URLs checked by real nginx (nginx/push-stream.conf with our module,
+nginx/subscribe-signature/), rendered with the role's defaults and key set: URLs
 minted by realtime_glue.signing open private channels on every transport, on both
 flavours, and across a failover; everything else gets 403 and nothing else."""
 
 from __future__ import annotations
 
 import base64
+import re
 import sys
 import time
 import uuid
@@ -208,6 +209,57 @@ def test_the_access_log_says_why_a_private_subscriber_was_refused_and_nothing_fo
     assert "refused=" not in lines["GET /ws/public-log HTTP/1.1"]
 
 
+# Why each of refusals() is refused, as the access log says ($subscribe_refused).
+REASONS = {
+    "missing": "unsigned",
+    "expired (a replayed URL)": "expired",
+    "tampered signature": "bad signature",
+    "signature for another channel": "bad signature",
+    "expiry moved later": "malformed expiry",
+    "bound to websocket, used on eventsource": "signed for transport ws",
+    "transport binding removed": "bad signature",
+    "unknown key id": "unknown key",
+    "key id in other letters": "unknown key",
+    "other key's id": "bad signature",
+    "signature twice, the good one second": "repeated exp",
+}
+
+
+def logged_reasons(node: PushNode, paths: list[str]) -> dict[str, str]:
+    """The refused="..." of each path's access log line, once nginx wrote them all."""
+    deadline = time.monotonic() + 5
+    while True:
+        reasons = {}
+        for line in node.access_log.splitlines():
+            if '"GET ' in line and ' refused="' in line:
+                reasons[line.split('"')[1].split(" ")[1]] = line.rsplit(' refused="', 1)[1][:-1]
+        if all(path in reasons for path in paths):
+            return {path: reasons[path] for path in paths}
+        assert time.monotonic() < deadline, node.access_log
+        time.sleep(0.05)
+
+
+def test_the_access_log_names_the_reason_of_every_refusal(node, private):
+    paths = refusals(private)
+    assert set(paths) == set(REASONS)
+    for path in paths.values():
+        assert node.request("GET", path, timeout=5)[0] == 403, path
+    acme = signed("firehose-acme", key_id="")
+    app_on_firehose = sign(KeySet({"app-1": APP}, ()), "firehose-globex", 60)
+    firehose = {
+        f"/ev/firehose-globex?{acme.query}": "key not valid for this channel",
+        f"/ev/firehose-globex?{app_on_firehose.query}": "channel needs a key scoped to it",
+        f"/ev/{private}?exp=1767225600&kid=app-1&sig=x&kid=app-2&exp=1": "repeated exp",
+        f"/ev/{private}?kid=app-1&sig=x&exp=1&sig=y&exp=2": "repeated sig",
+        f"/ev/{private}?exp=1767225600&kid=app-1": "unsigned",
+    }
+    for path in firehose:
+        assert node.request("GET", path, timeout=5)[0] == 403, path
+    logged = logged_reasons(node, [*paths.values(), *firehose])
+    assert {what: logged[path] for what, path in paths.items()} == REASONS
+    assert {path: logged[path] for path in firehose} == firehose
+
+
 def test_a_customers_key_opens_no_other_channel_and_the_applications_key_no_firehose(node, private):
     node.publish("firehose-globex", "secret", event_id="s-1")
     acme = signed("firehose-acme", key_id="")
@@ -307,11 +359,26 @@ def test_an_expired_url_is_refused_on_reconnect_even_by_a_node_that_let_it_in(pr
         assert_refused(node, private, f"/ev/{target(subscription)}", "the same URL after its expiry")
 
 
-def test_a_key_set_nginx_cannot_load_fails_the_config_check_and_the_running_node_keeps_its_keys(private):
+@pytest.mark.parametrize(
+    "keys, problem",
+    [
+        ([{"id": "app-1", "secret": "c2hvcnQ="}], 'key "app-1" needs a secret of 32 bytes or more, it has 5'),
+        ([{"id": "app-1", "secret": "not base64!" * 4}], 'key "app-1": the secret is not base64'),
+        (
+            [{"id": "app-1", "secret": "ESIzRFVmd4iZqrvM3e7/ABEiM0RVZneImaq7zN3u/wA="}] * 2,
+            'key "app-1" is given twice',
+        ),
+    ],
+    ids=["short secret", "not base64", "duplicate key id"],
+)
+def test_a_key_set_nginx_cannot_load_fails_the_config_check_and_the_running_node_keeps_its_keys(
+    private, keys, problem
+):
     with PushNode(overrides=NODE_KEYS) as node:
-        node.write_key_set([{"id": "app-1", "secret": "c2hvcnQ="}])  # 5 bytes: too short a secret
-        with pytest.raises(RuntimeError, match="needs_a_secret_of_32_bytes_or_more"):
+        node.write_key_set(keys)
+        with pytest.raises(RuntimeError, match=re.escape(problem)) as refused:
             node.reload()  # nginx -t first, as the role's handler: the reload never happens
+        assert keys[0]["secret"] not in str(refused.value)  # nginx names the key, not its secret
         with node.events(target(signed(private))) as stream:  # still the old, good key set
             node.wait_for_subscribers(private)
             node.publish(private, "still open", event_id="k-1")
@@ -321,7 +388,7 @@ def test_a_key_set_nginx_cannot_load_fails_the_config_check_and_the_running_node
 def test_without_private_prefixes_nginx_loads_no_check_and_every_channel_is_public(private):
     with PushNode(overrides={"push_stream_private_channel_prefixes": []}) as node:
         config = node.config_path.read_text()
-        assert "set_misc" not in config and "subscribe_refused" not in config
+        assert "subscribe_signature" not in config and "subscribe_refused" not in config
         with node.events(private) as stream:
             node.wait_for_subscribers(private)
             node.publish(private, "public now", event_id="o-1")

@@ -10,8 +10,12 @@
 #   hardened), upgrade keeping an edited conffile, then purge the package
 #   cleanly, with the secrets the glue role writes into /etc/realtime-glue;
 #   then the push-stream module: on Debian 12 apt installs ours from the
-#   repository and nginx loads it; on Debian 13 apt refuses ours (it depends on
-#   Debian 12's nginx ABI) and installs Debian's, which nginx loads.
+#   repository and nginx loads it; on Debian 13 apt refuses our Debian 12 build
+#   (it depends on Debian 12's nginx ABI), which the release's repository
+#   folder does not even offer, and installs Debian's, which nginx loads; then
+#   the subscribe signature module: apt installs the build of the release's
+#   folder (~deb12 / ~deb13, for its nginx ABI), nginx loads it and refuses a
+#   short key by name, and the other release's build is refused.
 # `make package-test` runs it for both releases (tests/package/test-releases.sh).
 # Each step is printed; the container is removed on exit, pass or fail.
 set -euo pipefail
@@ -24,6 +28,8 @@ root=$PWD
 suite=${1:-bookworm}
 image=$(tests/image/build-base.sh --name "$suite")
 repo=$root/packaging/out/repo
+# The flat repository of this release (make repo: one per release).
+release_repo=$repo/$suite
 jobs=${PACKAGE_TEST_JOBS:-2000}
 ct=realtime-glue-package-test-$suite-$$
 module_package=libnginx-mod-http-push-stream
@@ -48,7 +54,7 @@ wait_for() {
 redis() { in_ct redis-cli --raw "$@"; }
 show() { in_ct systemctl show -P "$1" "$2"; }
 
-[ -f "$repo/InRelease" ] || fail "no repository at $repo: run make repo"
+[ -f "$release_repo/InRelease" ] || fail "no repository at $release_repo: run make repo"
 
 step "docker engine and base image ($image)"
 tests/scripts/docker-engine.sh start
@@ -77,9 +83,10 @@ step "add the repository (signed-by its throwaway key) and apt-get install realt
 in_ct_stdin tee /etc/apt/sources.list.d/realtime-glue.sources >/dev/null <<'SOURCES'
 Types: deb
 URIs: file:/srv/realtime-glue-repo
-Suites: ./
+Suites: SUITE/
 Signed-By: /srv/realtime-glue-repo/realtime-glue-repo.gpg
 SOURCES
+in_ct sed -i "s|^Suites: SUITE/|Suites: $suite/|" /etc/apt/sources.list.d/realtime-glue.sources
 in_ct apt-get update -q
 in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q realtime-glue redis-server
 version=$(in_ct dpkg-query -W -f '${Version}' realtime-glue)
@@ -284,7 +291,7 @@ ok "glue-readers active: $(show StatusText glue-readers.service); $(in_ct system
 step "upgrade: an operator's config edit survives, running instances restart on the new code"
 in_ct sh -c 'echo "# operator edit kept across upgrades" >>/etc/realtime-glue/glue.toml'
 # The same package under a higher version stands in for the next release.
-in_ct sh -c "dpkg-deb -R /srv/realtime-glue-repo/realtime-glue_${version}_all.deb /tmp/next \
+in_ct sh -c "dpkg-deb -R /srv/realtime-glue-repo/$suite/realtime-glue_${version}_all.deb /tmp/next \
     && sed -i 's/^Version: .*/Version: ${version}+next/' /tmp/next/DEBIAN/control \
     && dpkg-deb -b /tmp/next /tmp/realtime-glue-next.deb >/dev/null"
 invocation=$(show InvocationID glue@demo.service)
@@ -346,13 +353,14 @@ fi
 step "the push-stream module package ($module_package) on $suite"
 # The stand-in push node leaves port 8080 to nginx (its cluster listener).
 in_ct systemctl stop fake-push-node.service
-ours=$(cd "$repo" && ls ${module_package}_*.deb)
+# Our build is Debian 12's (packaging/out/repo/bookworm/).
+ours=$(cd "$repo/bookworm" && ls ${module_package}_*.deb)
 loads() { in_ct sh -c "printf 'load_module $module;\\nevents {}\\n' >/tmp/load.conf && nginx -q -t -c /tmp/load.conf"; }
 case $suite in
     bookworm)
         in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$module_package" 2>&1 | tail -n 3
         installed=$(in_ct dpkg-query -W -f '${Version}' "$module_package")
-        [ "$installed" = "$(dpkg-deb --field "$repo/$ours" Version)" ] || fail "installed $module_package $installed, not ours"
+        [ "$installed" = "$(dpkg-deb --field "$repo/bookworm/$ours" Version)" ] || fail "installed $module_package $installed, not ours"
         in_ct apt-cache madison "$module_package" | grep -F "$installed" | contains 'file:/srv/realtime-glue-repo' \
             || fail "$module_package $installed did not come from the repository"
         in_ct dpkg-query -W -f '${Depends}\n' "$module_package" | contains 'nginx-abi-1.22.1-7' \
@@ -364,7 +372,7 @@ case $suite in
         # Bad input: our Debian 12 build on Debian 13's nginx (another ABI).
         in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx 2>&1 | tail -n 1
         if refused=$(in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            "/srv/realtime-glue-repo/$ours" 2>&1); then
+            "/srv/realtime-glue-repo/bookworm/$ours" 2>&1); then
             echo "$refused"
             fail "apt installed $ours (built for Debian 12's nginx) on $suite"
         fi
@@ -382,5 +390,54 @@ case $suite in
         ok "Debian's $module_package $installed (Depends: $(in_ct dpkg-query -W -f '${Depends}' "$module_package")); nginx $(in_ct dpkg-query -W -f '${Version}' nginx) loads it"
         ;;
 esac
+
+step "the subscribe signature module package (libnginx-mod-http-subscribe-signature) on $suite"
+signature_package=libnginx-mod-http-subscribe-signature
+signature_module=/usr/lib/nginx/modules/ngx_http_subscribe_signature_module.so
+case $suite in
+    bookworm) release_number=12 other=trixie abi=nginx-abi-1.22.1-7 ;;
+    trixie) release_number=13 other=bookworm abi=nginx-abi-1.26.3-1 ;;
+esac
+in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$signature_package" 2>&1 | tail -n 3
+installed=$(in_ct dpkg-query -W -f '${Version}' "$signature_package")
+[[ $installed == *"~deb$release_number" ]] || fail "installed $signature_package $installed, not the build for Debian $release_number"
+in_ct apt-cache madison "$signature_package" | contains 'file:/srv/realtime-glue-repo' \
+    || fail "$signature_package $installed did not come from the repository"
+[ "$(in_ct apt-cache madison "$signature_package" | wc -l)" = 1 ] \
+    || fail "apt sees more than one $signature_package: $(in_ct apt-cache madison "$signature_package")"
+in_ct dpkg-query -W -f '${Depends}\n' "$signature_package" | contains "$abi" \
+    || fail "$signature_package does not depend on $abi"
+# A server with the check: a good key loads, a short one fails `nginx -t` naming it.
+check_conf() {
+    in_ct_stdin tee /tmp/signature.conf >/dev/null <<CONF
+load_module $signature_module;
+events {}
+http {
+    subscribe_signature_key app-1 "$1";
+    server {
+        listen 127.0.0.1:8099;
+        location ~ ^/ev/(?<channel>private-.+)\$ {
+            subscribe_signature \$channel ev;
+            return 204;
+        }
+    }
+}
+CONF
+    in_ct nginx -t -c /tmp/signature.conf 2>&1
+}
+check_conf "$(head -c 32 /dev/zero | base64)" >/dev/null || fail "nginx does not load $signature_module with a good key: $(check_conf "$(head -c 32 /dev/zero | base64)")"
+short=$(check_conf c2hvcnQ= || true)
+echo "$short" | contains 'key "app-1" needs a secret of 32 bytes or more' || fail "nginx -t did not refuse a short key by name: $short"
+ok "$signature_package $installed from the repository (Depends: $(in_ct dpkg-query -W -f '${Depends}' "$signature_package")); nginx loads it and refuses a short key by name"
+# Bad input: the other release's build (another nginx ABI).
+theirs=$(cd "$repo/$other" && ls ${signature_package}_*.deb)
+if refused=$(in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --allow-downgrades \
+    "/srv/realtime-glue-repo/$other/$theirs" 2>&1); then
+    echo "$refused"
+    fail "apt installed $theirs (built for Debian $other's nginx) on $suite"
+fi
+echo "$refused" | contains 'nginx-abi-' || fail "apt's refusal of $theirs does not name the nginx ABI: $refused"
+[ "$(in_ct dpkg-query -W -f '${Version}' "$signature_package")" = "$installed" ] || fail "$signature_package changed"
+ok "apt refused $theirs: $(echo "$refused" | grep -m1 -o 'Depends: nginx-abi[^ ]*.*')"
 
 step "passed ($suite)"

@@ -1,16 +1,28 @@
 #!/bin/bash
-# `make push-stream-module`: puts nginx-push-stream-module where the tests'
-# nginx loads it (/usr/lib/nginx/modules/ngx_http_push_stream_module.so) the
-# way a push node gets it: as the Debian package libnginx-mod-http-push-stream,
-# installed with apt on this host.
-#   Debian 12: our package, built by `make module-deb` (packaging/).
-#   Debian 13: Debian's own package from the archive.
+# `make push-stream-module`: puts our nginx modules where the tests' nginx
+# loads them (/usr/lib/nginx/modules/) the way a push node gets them: as
+# Debian packages installed with apt on this host.
+#
+#   tests/scripts/install-push-stream-module.sh [PACKAGE]
+#
+#   libnginx-mod-http-push-stream (the default): nginx-push-stream-module.
+#     Debian 12: our package, built by `make module-deb` (packaging/).
+#     Debian 13: Debian's own package from the archive.
+#   libnginx-mod-http-subscribe-signature: the check of signed subscribe URLs
+#     (nginx/subscribe-signature/), built here for this host's release.
 # Fails, saying why, when the module cannot be had: the tests do not fall
 # back to nchan.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-package=libnginx-mod-http-push-stream
-module=/usr/lib/nginx/modules/ngx_http_push_stream_module.so
+package=${1:-libnginx-mod-http-push-stream}
+case $package in
+    libnginx-mod-http-push-stream) module=/usr/lib/nginx/modules/ngx_http_push_stream_module.so ;;
+    libnginx-mod-http-subscribe-signature) module=/usr/lib/nginx/modules/ngx_http_subscribe_signature_module.so ;;
+    *)
+        echo "push-stream-module: unknown package $package" >&2
+        exit 1
+        ;;
+esac
 
 fail() {
     echo "push-stream-module: $*" >&2
@@ -24,11 +36,14 @@ installed_version() {
 [ "$(id -u)" = 0 ] || fail "installing $package with apt needs root (run make as root, as CI does)"
 # shellcheck source=/dev/null
 . /etc/os-release
-case ${VERSION_CODENAME:-} in
-    bookworm)
-        packaging/build-module-deb.sh
+release=${VERSION_CODENAME:-}:$package
+case $release in
+    bookworm:* | trixie:libnginx-mod-http-subscribe-signature)
+        packaging/build-module-deb.sh "$package"
         version=$(dpkg-parsechangelog -l packaging/$package/debian/changelog -S Version)
-        deb=packaging/out/${package}_${version#*:}_$(dpkg --print-architecture).deb
+        # Our own code is built for each release (build-module-deb.sh: ~deb<N>).
+        [ -f "packaging/$package/source-dir" ] && version=$version~deb${VERSION_ID%%.*}
+        deb=packaging/out/$VERSION_CODENAME/${package}_${version#*:}_$(dpkg --print-architecture).deb
         [ -f "$deb" ] || fail "$deb was not built"
         # Same version and the same files (a rebuild without a new version
         # still gets installed).
@@ -41,7 +56,7 @@ case ${VERSION_CODENAME:-} in
                 fail "apt refused $deb (its Depends names the nginx ABI it was built for; see above)"
         fi
         ;;
-    trixie)
+    trixie:*)
         if [ -z "$(installed_version)" ]; then
             echo "push-stream-module: apt-get install $package (Debian 13's own)"
             apt-get install -y --no-install-recommends "$package" ||
@@ -49,7 +64,7 @@ case ${VERSION_CODENAME:-} in
                 fail "apt could not install Debian's $package"
         fi
         ;;
-    *)
+    *:*)
         fail "this host is ${PRETTY_NAME:-an unknown system}; supported: Debian 12 (bookworm), Debian 13 (trixie)"
         ;;
 esac

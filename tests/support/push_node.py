@@ -49,13 +49,16 @@ from support.ports import free_port
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "nginx" / "push-stream.conf"
 ROLE_DEFAULTS = REPO / "ansible" / "roles" / "push_stream" / "defaults" / "main.yml"
-# The key set of signed subscribe URLs, as the role writes it (an nginx include of maps);
-# nginx/push-stream.conf checks them with Debian's libnginx-mod-http-set-misc (on
-# libnginx-mod-http-ndk): the role's push_stream_set_misc_module_path and _ndk_module_path.
+# The key set of signed subscribe URLs, as the role writes it (an nginx include of
+# subscribe_signature_key lines); nginx/push-stream.conf checks them with our module
+# (nginx/subscribe-signature/, the package libnginx-mod-http-subscribe-signature that
+# `make push-stream-module` builds and installs here): the role's
+# push_stream_subscribe_signature_module_path.
 KEY_SET_TEMPLATE = REPO / "ansible" / "roles" / "push_stream" / "templates" / "subscribe-keys.conf.j2"
 SIGNATURE_MODULES = {
-    "libnginx-mod-http-ndk": Path("/usr/lib/nginx/modules/ndk_http_module.so"),
-    "libnginx-mod-http-set-misc": Path("/usr/lib/nginx/modules/ngx_http_set_misc_module.so"),
+    "libnginx-mod-http-subscribe-signature (make push-stream-module)": Path(
+        "/usr/lib/nginx/modules/ngx_http_subscribe_signature_module.so"
+    ),
 }
 # The files the Debian packages install (the role's push_stream_module_path and
 # push_stream_nchan_module_path).
@@ -254,7 +257,7 @@ class PushNode:
             raise RuntimeError(why)
         for package, module in SIGNATURE_MODULES.items():
             if not module.exists():
-                raise RuntimeError(f"{module} is missing: install {package} (`make deps`)")
+                raise RuntimeError(f"{module} is missing: install {package}")
         self.host = host
         self.port = port or free_port(host)
         self.name = f"{host}:{self.port}"
