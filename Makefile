@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible/playbooks/ansible.cfg
 
 .PHONY: help deps test unit unit-debian integration lint lint-python lint-ansible \
         lint-nginx lint-units deb module-deb repo package-test molecule base-image \
-        push-stream-module bench up down
+        nginx-modules bench up down
 
 help:
 	@echo "make up            local cluster with the live page (see README)"
@@ -45,7 +45,7 @@ unit-debian: deps
 	cd tests && PYTHONPATH=$(CURDIR)/glue /usr/bin/python3 -m pytest -rfEs -p no:cacheprovider unit
 
 # The twelve slowest tests are named at the end (what `make test`'s time goes to).
-integration: deps push-stream-module
+integration: deps nginx-modules
 	$(PY) -m pytest -rfEs --durations=12 tests/integration
 
 lint: lint-python lint-ansible lint-nginx lint-units
@@ -55,14 +55,14 @@ lint-python: deps
 	ruff format --check glue tests bench
 
 
-## --- push-stream-module -----------------------------------------------------
+## --- nginx-modules ----------------------------------------------------------
 # libnginx-mod-http-push-stream installed on this host with apt, as on a push
 # node: on Debian 12 the package `make module-deb` builds, on Debian 13
 # Debian's own; and libnginx-mod-http-subscribe-signature built here for this
 # host's release. Fails, saying why, when a module cannot be had.
-push-stream-module: deps
-	tests/scripts/install-push-stream-module.sh
-	tests/scripts/install-push-stream-module.sh libnginx-mod-http-subscribe-signature
+nginx-modules: deps
+	tests/scripts/install-nginx-modules.sh
+	tests/scripts/install-nginx-modules.sh libnginx-mod-http-subscribe-signature
 
 ## --- deb, repo, lint-units, package-test -------------------------------------
 # The realtime-glue .deb from glue/ + packaging/debian/ (staged in build/deb/),
@@ -117,7 +117,7 @@ package-test: repo
 # Signed subscribe URLs: a node's subscribe rate and CPU per subscribe with the
 # check (our subscribe-signature module) on vs off in the same run (bench/subscribe_auth_bench.py).
 # The node benches take /tmp/rg-bench.lock: two at once would measure each other.
-bench: deps push-stream-module
+bench: deps nginx-modules
 	BENCH_BEFORE=$(BENCH_BEFORE) flock /tmp/rg-bench.lock $(PY) bench/glue_bench.py
 	flock /tmp/rg-bench.lock $(PY) bench/partition_bench.py
 	$(PY) bench/webpush_bench.py
@@ -130,7 +130,7 @@ bench: deps push-stream-module
 
 ## --- lint-nginx -------------------------------------------------------------
 # nginx -t on nginx/push-stream.conf rendered for both flavours.
-lint-nginx: deps push-stream-module
+lint-nginx: deps nginx-modules
 	$(PY) tests/scripts/lint-nginx.py
 
 ## --- base-image ---------------------------------------------------------------

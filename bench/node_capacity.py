@@ -116,7 +116,7 @@ def measure() -> dict:
         available, why = flavour_available("push_stream", before_settings)
         if not available:
             missing.append(f"BENCH_PUSH_STREAM_BEFORE={BEFORE}: {why}")
-    if missing:  # the modules come from their Debian packages (`make push-stream-module`)
+    if missing:  # the modules come from their Debian packages (`make nginx-modules`)
         raise SystemExit("node capacity: " + "; ".join(missing))
     modules = {}
     if "push_stream" in nodes:

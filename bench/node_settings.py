@@ -272,7 +272,7 @@ def main() -> int:
         print("node settings: needs root (network namespaces, cgroups, sysctl)", file=sys.stderr)
         return 1
     available, why = flavour_available("push_stream")
-    if not available:  # the module comes from its Debian package (`make push-stream-module`)
+    if not available:  # the module comes from its Debian package (`make nginx-modules`)
         print(f"node settings: push_stream cannot be loaded here: {why}", file=sys.stderr)
         return 1
     programs = build_programs()

@@ -1,7 +1,7 @@
 """The push node's URL contract against a real nginx rendered from nginx/push-stream.conf.
 
 Every test that uses `node` runs on both flavours: nginx-push-stream-module
-(the default; `make push-stream-module` installs its package) and Debian's nchan.
+(the default; `make nginx-modules` installs its package) and Debian's nchan.
 """
 
 import sys

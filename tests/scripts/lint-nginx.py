@@ -6,7 +6,7 @@ node with HTTPS from operator files (a throwaway certificate), as an ACME node
 before its first certificate (plain listener with the challenge webroot) and
 after, and as the integration tests' loopback node. Only the files nginx writes
 (and the certificate) move into a temporary prefix. Both modules are loaded from
-their Debian packages: push_stream needs `make push-stream-module`, nchan
+their Debian packages: push_stream needs `make nginx-modules`, nchan
 `make deps`; a missing one fails the lint.
 """
 

@@ -3,7 +3,7 @@
 The config is rendered from the one template the push_stream role uses, with the
 role's defaults plus test overrides. The flavour is the role's default,
 `push_stream`: nginx-push-stream-module from the Debian package
-libnginx-mod-http-push-stream, which `make push-stream-module` installs on this
+libnginx-mod-http-push-stream, which `make nginx-modules` installs on this
 host (its path below is the package's); `nchan` (Debian's libnginx-mod-nchan) on
 request.
 
@@ -52,11 +52,11 @@ ROLE_DEFAULTS = REPO / "ansible" / "roles" / "push_stream" / "defaults" / "main.
 # The key set of signed subscribe URLs, as the role writes it (an nginx include of
 # subscribe_signature_key lines); nginx/push-stream.conf checks them with our module
 # (nginx/subscribe-signature/, the package libnginx-mod-http-subscribe-signature that
-# `make push-stream-module` builds and installs here): the role's
+# `make nginx-modules` builds and installs here): the role's
 # push_stream_subscribe_signature_module_path.
 KEY_SET_TEMPLATE = REPO / "ansible" / "roles" / "push_stream" / "templates" / "subscribe-keys.conf.j2"
 SIGNATURE_MODULES = {
-    "libnginx-mod-http-subscribe-signature (make push-stream-module)": Path(
+    "libnginx-mod-http-subscribe-signature (make nginx-modules)": Path(
         "/usr/lib/nginx/modules/ngx_http_subscribe_signature_module.so"
     ),
 }
@@ -82,7 +82,7 @@ def missing_module(flavour: str) -> str | None:
     """Why nginx cannot load `flavour`'s module here, or None when it can."""
     if MODULES[flavour].exists():
         return None
-    how = "make push-stream-module" if flavour == "push_stream" else "make deps"
+    how = "make nginx-modules" if flavour == "push_stream" else "make deps"
     return f"{MODULES[flavour]} is missing: install {MODULE_PACKAGES[flavour]} (`{how}`)"
 
 

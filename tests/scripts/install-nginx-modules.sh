@@ -1,9 +1,9 @@
 #!/bin/bash
-# `make push-stream-module`: puts our nginx modules where the tests' nginx
+# `make nginx-modules`: puts our nginx modules where the tests' nginx
 # loads them (/usr/lib/nginx/modules/) the way a push node gets them: as
 # Debian packages installed with apt on this host.
 #
-#   tests/scripts/install-push-stream-module.sh [PACKAGE]
+#   tests/scripts/install-nginx-modules.sh [PACKAGE]
 #
 #   libnginx-mod-http-push-stream (the default): nginx-push-stream-module.
 #     Debian 12: our package, built by `make module-deb` (packaging/).
@@ -19,13 +19,13 @@ case $package in
     libnginx-mod-http-push-stream) module=/usr/lib/nginx/modules/ngx_http_push_stream_module.so ;;
     libnginx-mod-http-subscribe-signature) module=/usr/lib/nginx/modules/ngx_http_subscribe_signature_module.so ;;
     *)
-        echo "push-stream-module: unknown package $package" >&2
+        echo "nginx-modules: unknown package $package" >&2
         exit 1
         ;;
 esac
 
 fail() {
-    echo "push-stream-module: $*" >&2
+    echo "nginx-modules: $*" >&2
     exit 1
 }
 
@@ -49,16 +49,16 @@ case $release in
         # still gets installed).
         if [ "$(installed_version)" = "$version" ] &&
             [ "$(dpkg-query --control-show "$package" md5sums)" = "$(dpkg-deb --info "$deb" md5sums)" ]; then
-            echo "push-stream-module: $package $version (built here) is installed"
+            echo "nginx-modules: $package $version (built here) is installed"
         else
-            echo "push-stream-module: apt-get install ./$deb"
+            echo "nginx-modules: apt-get install ./$deb"
             apt-get install -y --no-install-recommends --reinstall "./$deb" ||
                 fail "apt refused $deb (its Depends names the nginx ABI it was built for; see above)"
         fi
         ;;
     trixie:*)
         if [ -z "$(installed_version)" ]; then
-            echo "push-stream-module: apt-get install $package (Debian 13's own)"
+            echo "nginx-modules: apt-get install $package (Debian 13's own)"
             apt-get install -y --no-install-recommends "$package" ||
                 { apt-get update && apt-get install -y --no-install-recommends "$package"; } ||
                 fail "apt could not install Debian's $package"
@@ -76,4 +76,4 @@ trap 'rm -f "$conf"' EXIT
 printf 'load_module %s;\nevents {}\n' "$module" >"$conf"
 nginx -q -t -g 'error_log /dev/null; pid /dev/null;' -c "$conf" ||
     fail "this host's nginx does not load $module"
-echo "push-stream-module: $package $(installed_version): $module loads into $(nginx -v 2>&1)"
+echo "nginx-modules: $package $(installed_version): $module loads into $(nginx -v 2>&1)"
