@@ -34,6 +34,16 @@ class Feed:
         self.written.append(("finish", list(ids)))
         return len(ids)
 
+    # A finish riding with the next claim: written when the claim loop asks what it answered.
+    ahead: list[str] = []
+
+    def finish_ahead(self, ids, results=None, notify=False):
+        self.ahead = list(ids)
+
+    def finished_ahead(self):
+        ids, self.ahead = self.ahead, []
+        return self.finish(ids) if ids else None
+
     def cancel(self, ids, count_failure=True):
         self.written.append(("retry", list(ids)))
         return len(ids)
