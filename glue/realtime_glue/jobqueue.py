@@ -221,6 +221,9 @@ class JobFeed:
         )
         if ahead:
             self._ahead_reply = replies[0]
+            if isinstance(self._ahead_reply, NoScriptError):  # Redis lost its scripts: load, run alone
+                self.redis.script_load(lua_source("finish").text)
+                self._ahead_reply = self._own.call(ahead, 1, errors_as_replies=True)[0]
         reply = replies[-1]
         if before and isinstance(replies[-2], Exception) and not isinstance(reply, NoScriptError):
             raise replies[-2]

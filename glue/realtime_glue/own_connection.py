@@ -67,6 +67,7 @@ class OwnConnection:
         if not errors_as_replies:
             for answer in answers:
                 if isinstance(answer, ResponseError):
+                    connection.disconnect()  # as before: an error reply starts a fresh connection
                     raise answer
         return answers
 
