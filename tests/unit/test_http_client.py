@@ -192,3 +192,16 @@ def test_a_batch_whose_deadline_passes_fails_only_what_was_not_answered(server):
                 node.finish_publish(pending, 0.0)
     finally:
         node.close()
+
+
+def test_a_request_larger_than_the_socket_buffer_is_sent_whole(server):
+    """Written in several sends when the socket takes it in parts: the server reads it all."""
+    port, state = server
+    body = bytes(range(256)) * 40_000  # 10 MB, far beyond a loopback socket's buffer
+    client = PipelinedHttpClient("127.0.0.1", port, connections=1)
+    try:
+        results = [client.submit("chan", request("/big", body)), client.submit("chan", request("/next"))]
+        assert [r.get(timeout=30).status for r in results] == [201, 201]
+    finally:
+        client.close()
+    assert state["paths"] == ["/big", "/next"]
