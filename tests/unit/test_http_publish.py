@@ -18,7 +18,7 @@ from gevent.pywsgi import WSGIServer
 from realtime_glue.errors import PublishFailed, PublishRefused, Reject
 from realtime_glue.jobqueue import JobState
 from realtime_glue.publishers.http import HttpPublish
-from realtime_glue.publishers.node_sender import NodeSender, record
+from realtime_glue.publishers.node_sender import NODE_RETRY_MAX, NodeSender, record
 from realtime_glue.publishers.push_node import PushNode, excerpt
 from realtime_glue.stages.format import Format
 
@@ -482,3 +482,30 @@ def test_a_node_failing_one_backlog_record_in_ten_is_retried_from_the_shortest_w
         drain.stop()
     assert [event_id for _, event_id, _ in node.received] == [f"r{n:02}" for n in range(40)]
     assert len(waits) == 4 and max(waits) <= 1.0  # each failure waited the first step only
+
+
+def test_a_node_down_for_hours_is_tried_every_two_seconds_at_most_so_it_gets_its_backlog_soon_after():
+    """A node down for a long time (a thousand tries: over half an hour at the longest wait)
+    is still tried at least every NODE_RETRY_MAX seconds, so once it answers again it gets
+    what it missed within that much: with a 10 s cap a node back from a 5-second restart was
+    left without it for up to 7 s more, answering /health while its subscribers came back."""
+    feed = FakeFeed()
+    feed.put_many([record("news", f"r{n}", b"{}") for n in range(3)])
+    node = FakeNode("a:80")
+    node.failing = True
+    drain = NodeSender(node, feed)  # the default waits
+    waits = []
+
+    def wait(seconds):  # counts the waits instead of waiting them; the node returns at 1000
+        waits.append(seconds)
+        node.failing = len(waits) < 1000
+
+    drain._wait = wait
+    drain.start()
+    try:
+        wait_for(lambda: len(node.received) == 3, "the backlog drained once the node answered")
+    finally:
+        drain.stop()
+    assert len(waits) == 1000
+    assert max(waits) <= NODE_RETRY_MAX and waits[-1] >= NODE_RETRY_MAX / 2  # the cap is reached, not passed
+    assert [event_id for _, event_id, _ in node.received] == ["r0", "r1", "r2"]

@@ -67,6 +67,11 @@ DEFAULT_MAX_MESSAGES = 100_000
 DRAIN_LEASE_TTL = 10.0
 # How often a sender that does not hold the drain lease looks again (seconds).
 DRAIN_WAIT = 0.2
+# The longest wait between two tries of a failing node (seconds). A try is one POST (a refused
+# connection while the node is down), so trying often costs nothing; waiting longer left a node
+# back from a 5-second restart without what it missed for up to 7 s more, while it answered its
+# health checks and its subscribers came back to it.
+NODE_RETRY_MAX = 2.0
 
 
 def backlog_feed_name(pipeline: str, node_label: str) -> str:
@@ -110,7 +115,7 @@ class NodeSender(Actor):
         feed: JobFeed,
         metrics=None,
         min_backoff: float = 0.2,
-        max_backoff: float = 10.0,
+        max_backoff: float = NODE_RETRY_MAX,
         max_age: float = DEFAULT_MAX_AGE,
         max_messages: int = DEFAULT_MAX_MESSAGES,
         drain_lease: FeedLease | None = None,
