@@ -6,7 +6,7 @@
 #   packaging/out/repo/bookworm/   realtime-glue, and the modules built for Debian 12
 #   packaging/out/repo/trixie/     realtime-glue, and the modules built for Debian 13
 #   packaging/out/repo/realtime-glue-repo.gpg   the public key
-# realtime-glue (Architecture: all, packaging/out/*.deb) is in both; a module
+# realtime-glue (Architecture: all, packaging/out/realtime-glue_*.deb) is in both; a module
 # (packaging/out/<codename>/*.deb) only in its release's: a module depends on
 # the ABI of its release's nginx, and apt takes the highest version it sees,
 # installable or not, so one repository for both releases would offer Debian 13's
@@ -22,7 +22,7 @@ export GNUPGHOME=$PWD/build/repo-gnupg
 key_uid="realtime-glue local repository (throwaway key)"
 
 shopt -s nullglob
-common=("$out"/*.deb)
+common=("$out"/realtime-glue_*.deb)
 if [ ${#common[@]} -eq 0 ]; then
     echo "repo: no .deb in $out; run make deb first" >&2
     exit 1
