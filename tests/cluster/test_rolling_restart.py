@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from support.cluster import REPO, FailoverSubscriber, HealthMonitor, missing_and_order
+from support.cluster import REPO, FailoverSubscriber, HealthMonitor, describe_gaps, missing_and_order
 from support.glue_process import wait_until
 
 RATE = 100
@@ -56,6 +56,10 @@ def rolling_restart(cluster, push_nodes):
         "subscribers": subscribers,
         "ids": ids,
         "restarted": {name for name in pids_before if pids_before[name] != pids_after[name]},
+        # What the glue said meanwhile (node failures, backlogs), for a failed check.
+        "glue_log": cluster.glue.run(
+            "journalctl -o short-precise --no-pager -u 'glue@*' --since -15min |grep -v ' INFO ' | tail -n60"
+        ).stdout,
     }
 
 
@@ -82,6 +86,7 @@ def test_never_two_push_nodes_down_at_once(rolling_restart):
 
 
 def test_subscribers_miss_nothing(rolling_restart, push_nodes):
+    """Every message reaches both subscribers, in order, across both restarts."""
     if push_nodes[0].flavour != "push_stream":
         reason = (
             "nchan flavour: a subscriber of a restarted node cannot recover from the other node "
@@ -97,4 +102,7 @@ def test_subscribers_miss_nothing(rolling_restart, push_nodes):
             f"{duplicates} duplicates, {'in' if in_order else 'not in'} enqueue order"
         )
         assert subscriber.switches, "the subscriber's node restarted under it"
-        assert missing == [], f"{len(missing)} of {len(ids)} messages missed"
+        assert missing == [], (
+            f"{len(missing)} of {len(ids)} messages missed\n{describe_gaps(missing, ids, subscriber)}\n"
+            f"the glue's log:\n{rolling_restart['glue_log']}"
+        )

@@ -272,7 +272,8 @@ class FailoverSubscriber:
     waits 3 s; 0 reconnects at once).
 
     `received` lists the job ids (from the message bodies) in arrival order;
-    `switches` lists the reconnections to another node."""
+    `switches` lists the reconnections to another node; `timeline` says when each
+    message and each reconnection came (for `describe_gaps`)."""
 
     def __init__(
         self,
@@ -293,6 +294,8 @@ class FailoverSubscriber:
         self.settle = settle
         self.received: list[str] = []
         self.switches: list[tuple[str, str]] = []  # (from node, to node)
+        # (monotonic time, node name, what): "got <id>", "connected (Last-Event-ID ...)", "ended: ..."
+        self.timeline: list[tuple[float, str, str]] = []
         self.shared_ids = shared_ids
         self.last_event_id: str | None = None
         self._last_event_node: int | None = None  # the node that sent last_event_id
@@ -322,15 +325,19 @@ class FailoverSubscriber:
                 time.sleep(0.2)
                 continue
             self._connected.set()
+            node = self.nodes[self.current].name
+            self._note(node, f"connected (Last-Event-ID {self.last_event_id})")
             try:
                 while True:
                     event = self._stream.next_event()
-                    self.received.append(json.loads(event.data)["id"])
+                    job_id = json.loads(event.data)["id"]
+                    self.received.append(job_id)
+                    self._note(node, f"got {job_id} (event id {event.id})")
                     self.last_event_id, self._last_event_node = event.id, self.current
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError) as exc:
                 # The node went away, or the stream was closed on purpose (from
                 # another thread: http.client then finds its file gone).
-                pass
+                self._note(node, f"ended: {type(exc).__name__}: {exc}")
             finally:
                 self._stream.close()
             if self._stopping.is_set():
@@ -339,6 +346,9 @@ class FailoverSubscriber:
                 self._move()
                 self._stopping.wait(self.reconnect_delay)
             self._going_home = False
+
+    def _note(self, node: str, what: str) -> None:
+        self.timeline.append((time.monotonic(), node, what))
 
     def _move(self) -> None:
         before = self.current
@@ -419,6 +429,35 @@ class HealthMonitor:
             for _, ups in self.samples
             if not all(ups)
         ]
+
+
+def describe_gaps(
+    missing: list[str], produced: list[str], subscriber: FailoverSubscriber, around: int = 3
+) -> str:
+    """For a failed check: where each missing message sat in the produced order, and
+    what the subscriber saw (node, time, reconnections) around its neighbours."""
+    if not subscriber.timeline:
+        return "no timeline"
+    start = subscriber.timeline[0][0]
+    index = {job_id: i for i, job_id in enumerate(produced)}
+    lines = []
+    for job_id in missing[:5]:
+        i = index[job_id]
+        near = set(produced[max(0, i - around) : i + around + 1])
+        lines.append(f"missing {job_id}: job {i} of {len(produced)}")
+        shown = [n for n, (_, _, what) in enumerate(subscriber.timeline) if any(x in what for x in near)]
+        if not shown:
+            continue
+        first, last = max(0, shown[0] - 2), min(len(subscriber.timeline), shown[-1] + 3)
+        for moment, node, what in subscriber.timeline[first:last]:
+            lines.append(f"  {moment - start:9.3f}s {node}: {what}")
+    moves = [
+        f"{moment - start:.3f}s {node}: {what}"
+        for moment, node, what in subscriber.timeline
+        if not what.startswith("got ")
+    ]
+    lines.append("reconnections: " + ", ".join(moves))
+    return "\n".join(lines)
 
 
 def missing_and_order(produced: list[str], received: list[str]) -> tuple[list[str], bool, int]:
