@@ -17,26 +17,17 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
 import uuid
 
 import pytest
 
-from support.push_node import MODULE_PACKAGES, PushNode
+from support.push_node import MODULE_PACKAGES, PushNode, installed_module_version
 
 pytestmark = pytest.mark.timeout(60)
 STORED = (200, 201, 202)
 # struct tcp_info (linux/tcp.h): __u32 tcpi_data_segs_in at byte 152 (Linux >= 4.6).
 TCP_INFO_DATA_SEGS_IN = 152
 TCP_INFO_SIZE = 232
-
-
-def installed_module_version() -> str:
-    return subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Version}", MODULE_PACKAGES["push_stream"]],
-        capture_output=True,
-        text=True,
-    ).stdout
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,16 @@ MODULES = {
     "nchan": Path("/usr/lib/nginx/modules/ngx_nchan_module.so"),
 }
 MODULE_PACKAGES = {"push_stream": "libnginx-mod-http-push-stream", "nchan": "libnginx-mod-nchan"}
+
+
+def installed_module_version(flavour: str = "push_stream") -> str:
+    """The installed version of the flavour's module package ("" if none). Ours carry
+    "~rg" (and our patches); Debian's own do not."""
+    return subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", MODULE_PACKAGES[flavour]],
+        capture_output=True,
+        text=True,
+    ).stdout
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
