@@ -422,6 +422,21 @@ class HealthMonitor:
         self._stopping.set()
         self._thread.join(5)
 
+    def down_windows(self, start: float) -> str:
+        """When each node was seen down, in seconds since `start` (a time.monotonic())."""
+        windows = []
+        for i, node in enumerate(self.nodes):
+            since = None
+            for moment, ups in self.samples:
+                if not ups[i] and since is None:
+                    since = moment
+                elif ups[i] and since is not None:
+                    windows.append((since, f"{node.name} down {since - start:.3f}-{moment - start:.3f}s"))
+                    since = None
+            if since is not None:
+                windows.append((since, f"{node.name} down from {since - start:.3f}s"))
+        return ", ".join(text for _, text in sorted(windows)) or "no node seen down"
+
     def moments_down(self) -> list[list[str]]:
         """For each sample with a node down, the names of the nodes down."""
         return [
@@ -431,15 +446,42 @@ class HealthMonitor:
         ]
 
 
+def connections(subscriber: FailoverSubscriber) -> list[tuple[float, str, list[str]]]:
+    """The subscriber's connections in order: (when it connected, node, the ids it got there)."""
+    segments: list[tuple[float, str, list[str]]] = []
+    for moment, node, what in subscriber.timeline:
+        if what.startswith("connected"):
+            segments.append((moment, node, []))
+        elif what.startswith("got ") and segments:
+            segments[-1][2].append(what.split()[1])
+    return segments
+
+
+def repeats_on(segments: list[tuple[float, str, list[str]]], index: int) -> int:
+    """How many of what connection `index` brought had come before it."""
+    before = {job_id for _, _, got in segments[:index] for job_id in got}
+    return sum(job_id in before for job_id in segments[index][2])
+
+
 def describe_gaps(
-    missing: list[str], produced: list[str], subscriber: FailoverSubscriber, around: int = 3
+    missing: list[str],
+    produced: list[str],
+    subscriber: FailoverSubscriber,
+    start: float | None = None,
+    around: int = 3,
 ) -> str:
-    """For a failed check: where each missing message sat in the produced order, and
-    what the subscriber saw (node, time, reconnections) around its neighbours."""
+    """For a failed check: where each missing message sat in the produced order, and what
+    the subscriber saw (node, time since `start`, job numbers, reconnections) around it."""
     if not subscriber.timeline:
         return "no timeline"
-    start = subscriber.timeline[0][0]
+    start = subscriber.timeline[0][0] if start is None else start
     index = {job_id: i for i, job_id in enumerate(produced)}
+
+    def line(moment: float, node: str, what: str) -> str:
+        job = what.split()[1] if what.startswith("got ") else None
+        number = f" (job {index[job]})" if job in index else ""
+        return f"{moment - start:.3f}s {node}: {what[:44]}{number}"
+
     lines = []
     for job_id in missing[:5]:
         i = index[job_id]
@@ -449,14 +491,14 @@ def describe_gaps(
         if not shown:
             continue
         first, last = max(0, shown[0] - 2), min(len(subscriber.timeline), shown[-1] + 3)
-        for moment, node, what in subscriber.timeline[first:last]:
-            lines.append(f"  {moment - start:9.3f}s {node}: {what}")
-    moves = [
-        f"{moment - start:.3f}s {node}: {what}"
-        for moment, node, what in subscriber.timeline
-        if not what.startswith("got ")
-    ]
-    lines.append("reconnections: " + ", ".join(moves))
+        lines += ["  " + line(*moment) for moment in subscriber.timeline[first:last]]
+    moves = [moment for moment in subscriber.timeline if not moment[2].startswith("got ")]
+    # Each reconnection with the message just before it and the first after it.
+    for n, moment in enumerate(subscriber.timeline):
+        if moment in moves:
+            around_it = [m for m in subscriber.timeline[max(0, n - 1) : n + 2] if m is not moment]
+            got = [line(*m) for m in around_it if m[2].startswith("got ")]
+            lines.append(" | ".join([line(*moment), *got]))
     return "\n".join(lines)
 
 
