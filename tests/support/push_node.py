@@ -77,6 +77,8 @@ def installed_module_version(flavour: str = "push_stream") -> str:
         capture_output=True,
         text=True,
     ).stdout
+
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
