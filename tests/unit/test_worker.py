@@ -204,10 +204,16 @@ class SteadyFeed(Feed):
         return jobs
 
 
+def lingering_worker(feed, outcomes: dict | None = None) -> PipelineWorker:
+    """A worker whose claim loop lingers up to 20 ms for 8 jobs after a claim that left slots free."""
+    worker = PipelineWorker(feed, Outcomes(outcomes or {}), concurrency=64, claim_batch=64)
+    worker.linger = ClaimLinger(longest=0.02, target=8)
+    return worker
+
+
 def test_jobs_that_come_one_at_a_time_at_a_steady_rate_are_claimed_together():
     feed = SteadyFeed(120, interval=0.001)
-    worker = PipelineWorker(feed, Outcomes({}), concurrency=64, claim_batch=64)
-    worker.linger = ClaimLinger(longest=0.02, target=8)
+    worker = lingering_worker(feed)
     settle(worker, feed, 120)
     claimed = [job for claim in feed.claims for job in claim]
     assert claimed == [f"j{n}" for n in range(120)]  # each once, in order
@@ -217,8 +223,7 @@ def test_jobs_that_come_one_at_a_time_at_a_steady_rate_are_claimed_together():
 
 def test_finishes_that_come_while_the_claim_loop_lingers_ride_with_its_next_claim():
     feed = SteadyFeed(120, interval=0.001)
-    worker = PipelineWorker(feed, Outcomes({"j7": Reject("bad")}), concurrency=64, claim_batch=64)
-    worker.linger = ClaimLinger(longest=0.02, target=8)
+    worker = lingering_worker(feed, {"j7": Reject("bad")})
     worker.finisher.linger = 30.0  # the finisher would hold them: only a ride writes them soon
     settle(worker, feed, 120)
     finished = [job for kind, ids in feed.written if kind == "finish" for job in ids]
@@ -238,8 +243,7 @@ class RideLostFeed(SteadyFeed):
 
 def test_finishes_whose_ride_was_not_surely_written_are_written_by_the_finisher():
     feed = RideLostFeed(60, interval=0.001)
-    worker = PipelineWorker(feed, Outcomes({}), concurrency=64, claim_batch=64)
-    worker.linger = ClaimLinger(longest=0.02, target=8)
+    worker = lingering_worker(feed)
     settle(worker, feed, 60)
     finished = [job for kind, ids in feed.written if kind == "finish" for job in ids]
     assert sorted(finished) == sorted(f"j{n}" for n in range(60))
