@@ -151,7 +151,8 @@ class Finisher(Actor):
         """Outcomes of one kind were written (here, or riding with a claim)."""
         if held < len(ids):
             log.warning(
-                "%d of %d jobs were not %s: their claims had expired and were reclaimed",
+                "%d of %d jobs were not %s by this write: an earlier write of theirs whose reply was"
+                " lost (Redis went away) had done it, or their claims had expired and were reclaimed",
                 len(ids) - held,
                 len(ids),
                 "finished" if settle is Settle.FINISH else f"{settle.value}ed",

@@ -297,3 +297,15 @@ def test_jobs_whose_claim_reply_was_lost_are_taken_up_before_anything_newer():
     finished = [job_id for kind, ids in feed.written if kind == "finish" for job_id in ids]
     assert feed.calls[:3] == ["claim", "adopt", "claim"]
     assert finished == ["j0", "j1", "j2", "j3", "j4"]  # the lost claim's two first, in their order
+
+
+def test_a_write_that_finds_its_jobs_done_says_an_earlier_write_may_have_done_them(caplog):
+    """A ride whose claim was cut off as Redis died may have been done with its reply lost:
+    written again, it finds nothing to finish. The log must not say only that the claims
+    were reclaimed (nothing was)."""
+    finisher = Finisher(Feed(0))
+    finisher.pending = 2
+    finisher.written(Settle.FINISH, ["j1", "j2"], 0)
+    assert "2 of 2 jobs were not finished by this write" in caplog.text
+    assert "reply was lost" in caplog.text
+    assert finisher.pending == 0
