@@ -172,6 +172,10 @@ class JobFeed:
         # fast path: commands packed once, written at once.
         self._own: OwnConnection | None = None
         self._packed_heads: dict[tuple[str, str | None], tuple[int, bytes]] = {}
+        # A finish written ahead of the next call over the own connection (finish_ahead), and
+        # its reply once that call was made.
+        self._ahead = b""
+        self._ahead_reply = None
 
     def with_own_connection(self) -> JobFeed:
         """This feed, for this worker, over a Redis connection of its own (own_connection.py):
@@ -197,9 +201,7 @@ class JobFeed:
     def _keys(self, mirror: JobFeed | None) -> dict[str, str]:
         return self._named_keys if mirror is None else {**self._named_keys, **mirror.keys.named("mirror_")}
 
-    def _run_own(self, script: str, args: list, mirror: JobFeed | None = None, before: bytes = b""):
-        """Run a script over this feed's own connection, after the one command `before` in
-        the same write; returns the script's reply."""
+    def _packed_script(self, script: str, args: list, mirror: JobFeed | None = None) -> bytes:
         cached = (script, mirror.name if mirror is not None else None)
         head = self._packed_heads.get(cached)
         if head is None:
@@ -207,12 +209,30 @@ class JobFeed:
             ordered = [keys[key] for key in lua_source(script).key_names]
             head = command("EVALSHA", lua_script(self.redis, script).sha, len(ordered), *ordered)
             self._packed_heads[cached] = head
-        call = packed(head, *args)
-        try:
-            return self._own.call(before + call, 2 if before else 1)[-1]
-        except NoScriptError:  # Redis lost its scripts (a restart): load this one, run it alone
+        return packed(head, *args)
+
+    def _run_own(self, script: str, args: list, mirror: JobFeed | None = None, before: bytes = b""):
+        """Run a script over this feed's own connection, after the one command `before` in
+        the same write (and a finish sent ahead, if any); returns the script's reply."""
+        call = self._packed_script(script, args, mirror)
+        ahead, self._ahead = self._ahead, b""
+        replies = self._own.call(
+            ahead + before + call, 1 + bool(ahead) + bool(before), errors_as_replies=True
+        )
+        if ahead:
+            self._ahead_reply = replies[0]
+            if isinstance(self._ahead_reply, NoScriptError):  # Redis lost its scripts: load, run alone
+                self.redis.script_load(lua_source("finish").text)
+                self._ahead_reply = self._own.call(ahead, 1, errors_as_replies=True)[0]
+        reply = replies[-1]
+        if before and isinstance(replies[-2], Exception) and not isinstance(reply, NoScriptError):
+            raise replies[-2]
+        if isinstance(reply, NoScriptError):  # Redis lost its scripts (a restart): load it, run it alone
             self.redis.script_load(lua_source(script).text)
             return self._own.call(call, 1)[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     # --- producing -----------------------------------------------------------
     def put(
@@ -349,6 +369,24 @@ class JobFeed:
         for job_id, result in zip(job_ids, results, strict=True):
             args += [job_id, result]
         return self._run("finish", args)
+
+    def finish_ahead(self, job_ids, results=None, notify: bool = False) -> None:
+        """Write this finish ahead of the next call over the feed's own connection (a claim),
+        in the same write: one round trip for both. `finished_ahead()` then tells how many
+        of the jobs it still held, or None if it was not written (that call was not made or
+        failed): the caller finishes them again."""
+        job_ids = list(job_ids)
+        results = results or [""] * len(job_ids)
+        args = [self.worker_id, "1" if notify else "0"]
+        for job_id, result in zip(job_ids, results, strict=True):
+            args += [job_id, result]
+        self._ahead = self._packed_script("finish", args)
+        self._ahead_reply = None
+
+    def finished_ahead(self) -> int | None:
+        """What the finish sent ahead answered: how many jobs it still held, or None."""
+        reply, self._ahead_reply, self._ahead = self._ahead_reply, None, b""
+        return reply if isinstance(reply, int) else None
 
     def cancel(self, job_ids, count_failure: bool = True) -> int:
         """Return this worker's claims to the front of the queue, in the order given

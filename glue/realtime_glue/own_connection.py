@@ -14,6 +14,8 @@ Only one greenlet may use an OwnConnection at a time.
 
 from __future__ import annotations
 
+from redis.exceptions import ResponseError
+
 
 def _bulk(value: bytes | str | int | float) -> bytes:
     if isinstance(value, str):
@@ -40,21 +42,34 @@ class OwnConnection:
         self.pool = redis.connection_pool
         self.connection = None
 
-    def call(self, commands: bytes, replies: int) -> list:
+    def call(self, commands: bytes, replies: int, errors_as_replies: bool = False) -> list:
         """Write packed commands at once; their `replies` replies, in order.
 
-        A reply that is an error (e.g. NoScriptError) is raised. Whatever goes
-        wrong midway (an error reply, a timeout, a lost connection, the greenlet
-        killed), the connection is closed, so the next call starts on a fresh
-        one and never reads a reply meant for an earlier call.
+        A reply that is an error (e.g. NoScriptError) is raised, or with
+        `errors_as_replies` returned in its place (each command's reply is read
+        either way, so the connection stays usable). Whatever else goes wrong
+        midway (a timeout, a lost connection, the greenlet killed), the
+        connection is closed, so the next call starts on a fresh one and never
+        reads a reply meant for an earlier call.
         """
         connection = self._connection()
         try:
             connection.send_packed_command([commands])
-            return [connection.read_response() for _ in range(replies)]
+            answers: list = []
+            for _ in range(replies):
+                try:
+                    answers.append(connection.read_response())
+                except ResponseError as exc:  # read whole: the next reply is where it should be
+                    answers.append(exc)
         except BaseException:
             connection.disconnect()
             raise
+        if not errors_as_replies:
+            for answer in answers:
+                if isinstance(answer, ResponseError):
+                    connection.disconnect()  # as before: an error reply starts a fresh connection
+                    raise answer
+        return answers
 
     def _connection(self):
         if self.connection is None:

@@ -61,9 +61,11 @@ class Outcome:
 class Finisher(Actor):
     """Writes what became of each job, in batches: whatever piled up while the last write was
     in flight, and at everyday rates (when jobs come one at a time) what comes within
-    `linger` seconds of the first, unless the worker needs the slots now (`hurry`). A write
-    that fails is retried with backoff until Redis takes it; the claim's lease is renewed
-    meanwhile, so nothing is processed twice because Redis was away."""
+    `linger` seconds of the first, unless the worker needs the slots now (`hurry`). While the
+    claim loop waits a moment before its next claim, finishes ride with that claim instead
+    (one round trip for both); a ride that fails comes back here. A write that fails is
+    retried with backoff until Redis takes it; the claim's lease is renewed meanwhile, so
+    nothing is processed twice because Redis was away."""
 
     def __init__(
         self, feed: JobFeed, metrics=None, notify: bool = True, on_settled=None, linger: float = FINISH_LINGER
@@ -76,7 +78,11 @@ class Finisher(Actor):
         self.notify = notify
         self.linger = linger
         self.pending = 0
-        self._hurry = gevent.event.Event()
+        self._hurried = False
+        self._wake = gevent.event.Event()
+        # While the claim loop waits a moment before its next claim, finishes ride with that
+        # claim (written ahead of it, in the same round trip): offer_ride() gives the list.
+        self.ride: list[Outcome] | None = None
 
     def send(self, outcome: Outcome) -> None:
         self.pending += 1
@@ -84,17 +90,41 @@ class Finisher(Actor):
 
     def hurry(self) -> None:
         """Write what waits without lingering (the worker is out of slots, or stopping)."""
-        self._hurry.set()
+        self._hurried = True
+        self._wake.set()
+
+    def offer_ride(self, ride: list[Outcome]) -> None:
+        """A claim is about to be made: finishes from now on go into `ride`, written with it."""
+        self.ride = ride
+        self._wake.set()
+
+    def withdraw_ride(self) -> None:
+        self.ride = None
+
+    def give_back(self, outcomes: list[Outcome]) -> None:
+        """Outcomes handed to a ride that was not written (or not surely): write them here."""
+        for outcome in outcomes:
+            super().send(outcome)
+
+    def _onto_ride(self, batch: list[Outcome]) -> list[Outcome]:
+        """Put the batch's finishes on the ride, if one is offered; what is left to write here."""
+        if self.ride is None:
+            return batch
+        self.ride.extend(o for o in batch if o.settle is Settle.FINISH)
+        return [o for o in batch if o.settle is not Settle.FINISH]
 
     def receive(self, outcome: Outcome) -> None:
-        batch = [outcome, *self.drain(FINISH_BATCH - 1)]
-        if len(batch) < FINISH_BATCH and self.linger > 0 and not self._hurry.is_set():
+        batch = self._onto_ride([outcome, *self.drain(FINISH_BATCH - 1)])
+        if batch and len(batch) < FINISH_BATCH and self.linger > 0 and not self._hurried:
             # A job's message is delivered before it is finished, so this wait delays only
             # the write (and the job's slot), never a message.
+            self._wake.clear()
             with idle():
-                self._hurry.wait(self.linger)
-            batch += self.drain(FINISH_BATCH - len(batch))
-        self._hurry.clear()
+                self._wake.wait(self.linger)
+            batch = self._onto_ride(batch + self.drain(FINISH_BATCH - len(batch)))
+        self._hurried = False
+        if not batch:
+            return
         # Consecutive outcomes of one kind are written together, in order.
         start = 0
         for end in range(1, len(batch) + 1):
@@ -115,9 +145,14 @@ class Finisher(Actor):
                 delay = backoff.failed()
                 log.warning("cannot %s %d jobs (%s); retrying in %.2fs", settle.value, len(ids), exc, delay)
                 pause(delay)
+        self.written(settle, ids, held)
+
+    def written(self, settle: Settle, ids: list[str], held: int) -> None:
+        """Outcomes of one kind were written (here, or riding with a claim)."""
         if held < len(ids):
             log.warning(
-                "%d of %d jobs were not %s: their claims had expired and were reclaimed",
+                "%d of %d jobs were not %s by this write: an earlier write of theirs whose reply was"
+                " lost (Redis went away) had done it, or their claims had expired and were reclaimed",
                 len(ids) - held,
                 len(ids),
                 "finished" if settle is Settle.FINISH else f"{settle.value}ed",
@@ -192,6 +227,8 @@ class PipelineWorker:
         self.in_flight: dict[str, None] = {}
         # After a claim that left slots free: wait a little so jobs come in batches (bounded).
         self.linger = ClaimLinger()
+        # Finishes that came while the claim loop lingered: written ahead of its next claim.
+        self._riding: list[Outcome] = []
         self.stopping = False
         self._loop: gevent.Greenlet | None = None
 
@@ -210,6 +247,7 @@ class PipelineWorker:
             progress()
             if not self.free_slots:
                 # All slots taken: the batches holding them are watched themselves.
+                self._give_back_ride()  # those finishes hold slots: no claim comes to carry them
                 with idle():
                     self.finisher.hurry()  # slots whose jobs are done wait for that to be written
                     self._slot_freed.clear()
@@ -217,6 +255,11 @@ class PipelineWorker:
                 continue
             free = min(self.free_slots, self.claim_batch)
             self.free_slots -= free
+            riding, self._riding = self._riding, []
+            if riding:  # one round trip for these finishes and the claim
+                self.claims.finish_ahead(
+                    [o.job_id for o in riding], ["published"] * len(riding), notify=self.finisher.notify
+                )
             try:
                 if self._claim_failed:
                     # The failed claim may have been made with its reply lost: those jobs
@@ -240,6 +283,9 @@ class PipelineWorker:
                 log.warning("cannot claim from feed %s (%s); retrying in %.2fs", self.feed.name, exc, delay)
                 pause(delay)
                 continue
+            finally:
+                if riding:
+                    self._rode(riding)
             backoff.succeeded()
             self._free_slots(free - len(jobs))
             self.held.update(job.id for job in jobs)
@@ -260,7 +306,26 @@ class PipelineWorker:
             if len(jobs) < free:  # the feed is empty for now
                 linger = self.linger.claimed(len(jobs), time.monotonic())
                 if linger:
-                    pause(linger)
+                    # The jobs in flight are mostly done meanwhile: their finishes ride with
+                    # the next claim (a finish of its own cost a round trip at everyday rates).
+                    self.finisher.offer_ride(self._riding)
+                    try:
+                        pause(linger)
+                    finally:
+                        self.finisher.withdraw_ride()
+
+    def _rode(self, riding: list[Outcome]) -> None:
+        """The claim carrying these finishes is done: settled, or handed to the finisher."""
+        held = self.claims.finished_ahead()
+        if held is None:  # not written, or not surely: the finisher writes them (again)
+            self.finisher.give_back(riding)
+        else:
+            self.finisher.written(Settle.FINISH, [o.job_id for o in riding], held)
+
+    def _give_back_ride(self) -> None:
+        if self._riding:
+            riding, self._riding = self._riding, []
+            self.finisher.give_back(riding)
 
     def _free_slots(self, count: int) -> None:
         if count:
@@ -329,6 +394,7 @@ class PipelineWorker:
         if self._loop is not None:
             self._loop.join(timeout=2.0)
             self._loop.kill(block=True, timeout=1)
+        self._give_back_ride()
         for _ in range(len(self.runners)):  # after the batches already waiting
             self.batches.put(None)
         self.runners.join(timeout=grace)

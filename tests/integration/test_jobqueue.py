@@ -201,6 +201,36 @@ def test_a_feed_on_a_connection_of_its_own_comes_back_after_redis_lost_it_and_it
     assert where_is(client, "jobs", job_id) == ["claimed"]
 
 
+def test_a_finish_written_ahead_of_a_claim_is_done_in_the_same_call(client):
+    feed = feed_for(client).with_own_connection()
+    ids = feed.put_many(["a", "b", "c", "d"])
+    assert [job.id for job in feed.claim(2, wait=1)] == ids[:2]
+    client.script_flush()  # as after a restart of Redis: the finish ahead is loaded and run
+    feed.finish_ahead(ids[:2], ["published"] * 2, notify=True)
+    assert [job.id for job in feed.claim(5, wait=1)] == ids[2:]
+    assert feed.finished_ahead() == 2  # both were still its claims
+    assert [where_is(client, "jobs", i) for i in ids] == [[], [], ["claimed"], ["claimed"]]
+    assert feed.finished_ahead() is None  # told once: nothing rides with the next call
+    feed.release_connection()
+
+
+def test_a_finish_ahead_of_a_refused_claim_still_tells_what_it_did(client):
+    """A claim Redis refuses (a stale lease token: FENCED) still ran the finish written ahead
+    of it: the caller learns it was done, and need not finish those jobs again."""
+    feed = feed_for(client).with_own_connection()
+    ids = feed.put_many(["a", "b"])
+    feed.claim(2, wait=1)
+    client.set("feed.lease:jobs", "someone else")
+    feed.finish_ahead(ids, ["published"] * 2)
+    with pytest.raises(redis.ResponseError, match="FENCED"):
+        feed.claim(1, wait=1, lease_token="stale")
+    assert feed.finished_ahead() == 2
+    assert [where_is(client, "jobs", i) for i in ids] == [[], []]
+    client.delete("feed.lease:jobs")
+    assert feed.claim(1) == []  # the connection is still in step after the refusal
+    feed.release_connection()
+
+
 def test_wait_for_jobs_claims_nothing(client):
     feed = feed_for(client)
     assert feed.wait_for_jobs(timeout=0.1) is False

@@ -6,7 +6,9 @@ import gevent
 import pytest
 from gevent.server import StreamServer
 
+from realtime_glue.errors import PublishFailed, PublishRefused
 from realtime_glue.http_client import MAX_BODY_KEPT, PipelinedHttpClient, Response
+from realtime_glue.publishers.push_node import PushNode
 
 
 def request(path: str, body: bytes = b"") -> bytes:
@@ -145,3 +147,61 @@ def test_connection_close_in_an_answer_opens_a_new_connection_for_the_next(serve
         client.close()
     assert first == second == Response(200, b"")
     assert state["paths"] == ["/a", "/b"]
+
+
+def test_a_batch_waited_for_once_reads_each_answer_a_refusal_among_them(server):
+    """The node's sender waits once for a batch, then reads every answer: a refused message
+    in the middle is refused, the others are delivered."""
+    port, state = server
+    state["answer"] = lambda path: (
+        b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig"
+        if "big" in path
+        else b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+    )
+    node = PushNode(f"http://127.0.0.1:{port}", timeout=5.0, connections=2)
+    try:
+        sent = [node.start_publish(channel, "1", b"{}") for channel in ("a", "big", "c")]
+        node.wait_for_answers(sent, 5.0)
+        node.finish_publish(sent[0], 0.0)
+        with pytest.raises(PublishRefused):
+            node.finish_publish(sent[1], 0.0)
+        node.finish_publish(sent[2], 0.0)
+    finally:
+        node.close()
+
+
+def test_a_batch_whose_deadline_passes_fails_only_what_was_not_answered(server):
+    """One deadline for the batch: what the node answered in time is delivered, what it did
+    not answer fails for now (the sender then holds it in the node's backlog)."""
+    port, state = server
+    stuck = []  # the node answers nothing from the first request on channel b on
+
+    def answer(path):
+        if "=b" in path:
+            stuck.append(path)
+        return b"" if stuck else b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+
+    state["answer"] = answer
+    node = PushNode(f"http://127.0.0.1:{port}", timeout=0.2, connections=1)
+    try:
+        sent = [node.start_publish(channel, "1", b"{}") for channel in ("a", "b", "a")]
+        node.wait_for_answers(sent, 0.2)
+        node.finish_publish(sent[0], 0.0)
+        for pending in sent[1:]:  # the one behind the unanswered one is lost with it
+            with pytest.raises(PublishFailed):
+                node.finish_publish(pending, 0.0)
+    finally:
+        node.close()
+
+
+def test_a_request_larger_than_the_socket_buffer_is_sent_whole(server):
+    """Written in several sends when the socket takes it in parts: the server reads it all."""
+    port, state = server
+    body = bytes(range(256)) * 40_000  # 10 MB, far beyond a loopback socket's buffer
+    client = PipelinedHttpClient("127.0.0.1", port, connections=1)
+    try:
+        results = [client.submit("chan", request("/big", body)), client.submit("chan", request("/next"))]
+        assert [r.get(timeout=30).status for r in results] == [201, 201]
+    finally:
+        client.close()
+    assert state["paths"] == ["/big", "/next"]

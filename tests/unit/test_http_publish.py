@@ -38,6 +38,9 @@ class FakeNode:
         self.attempts += 1
         return (channel, event_id, body)
 
+    def wait_for_answers(self, pendings, timeout):
+        gevent.sleep(0)  # a real batch waits for the node's answers
+
     def finish_publish(self, pending, timeout):
         gevent.sleep(0)  # a real POST waits for the node's answer
         if self.failing:

@@ -34,6 +34,19 @@ class Feed:
         self.written.append(("finish", list(ids)))
         return len(ids)
 
+    # A finish riding with the next claim: written when the claim loop asks what it answered.
+    ahead: list[str] = []
+
+    def finish_ahead(self, ids, results=None, notify=False):
+        self.ahead = list(ids)
+
+    rode: list[str] = []
+
+    def finished_ahead(self):
+        ids, self.ahead = self.ahead, []
+        self.rode = self.rode + ids
+        return self.finish(ids) if ids else None
+
     def cancel(self, ids, count_failure=True):
         self.written.append(("retry", list(ids)))
         return len(ids)
@@ -191,15 +204,50 @@ class SteadyFeed(Feed):
         return jobs
 
 
+def lingering_worker(feed, outcomes: dict | None = None) -> PipelineWorker:
+    """A worker whose claim loop lingers up to 20 ms for 8 jobs after a claim that left slots free."""
+    worker = PipelineWorker(feed, Outcomes(outcomes or {}), concurrency=64, claim_batch=64)
+    worker.linger = ClaimLinger(longest=0.02, target=8)
+    return worker
+
+
 def test_jobs_that_come_one_at_a_time_at_a_steady_rate_are_claimed_together():
     feed = SteadyFeed(120, interval=0.001)
-    worker = PipelineWorker(feed, Outcomes({}), concurrency=64, claim_batch=64)
-    worker.linger = ClaimLinger(longest=0.02, target=8)
+    worker = lingering_worker(feed)
     settle(worker, feed, 120)
     claimed = [job for claim in feed.claims for job in claim]
     assert claimed == [f"j{n}" for n in range(120)]  # each once, in order
     assert max(len(claim) for claim in feed.claims) >= 4
     assert len(feed.claims) < 60
+
+
+def test_finishes_that_come_while_the_claim_loop_lingers_ride_with_its_next_claim():
+    feed = SteadyFeed(120, interval=0.001)
+    worker = lingering_worker(feed, {"j7": Reject("bad")})
+    worker.finisher.linger = 30.0  # the finisher would hold them: only a ride writes them soon
+    settle(worker, feed, 120)
+    finished = [job for kind, ids in feed.written if kind == "finish" for job in ids]
+    assert sorted(finished) == sorted(f"j{n}" for n in range(120) if n != 7)  # each once
+    assert ("stall", ["j7"]) in feed.written  # a stall never rides: the finisher writes it
+    assert len(feed.rode) > 60
+    assert worker.finisher.pending == 0 and worker.held == set()
+
+
+class RideLostFeed(SteadyFeed):
+    """Every claim's reply is lost after Redis ran the finish ahead of it (or not): unknown."""
+
+    def finished_ahead(self):
+        self.ahead = []
+        return None
+
+
+def test_finishes_whose_ride_was_not_surely_written_are_written_by_the_finisher():
+    feed = RideLostFeed(60, interval=0.001)
+    worker = lingering_worker(feed)
+    settle(worker, feed, 60)
+    finished = [job for kind, ids in feed.written if kind == "finish" for job in ids]
+    assert sorted(finished) == sorted(f"j{n}" for n in range(60))
+    assert worker.finisher.pending == 0 and worker.held == set()
 
 
 def test_a_trickle_of_jobs_is_claimed_job_by_job_without_lingering():
@@ -249,3 +297,15 @@ def test_jobs_whose_claim_reply_was_lost_are_taken_up_before_anything_newer():
     finished = [job_id for kind, ids in feed.written if kind == "finish" for job_id in ids]
     assert feed.calls[:3] == ["claim", "adopt", "claim"]
     assert finished == ["j0", "j1", "j2", "j3", "j4"]  # the lost claim's two first, in their order
+
+
+def test_a_write_that_finds_its_jobs_done_says_an_earlier_write_may_have_done_them(caplog):
+    """A ride whose claim was cut off as Redis died may have been done with its reply lost:
+    written again, it finds nothing to finish. The log must not say only that the claims
+    were reclaimed (nothing was)."""
+    finisher = Finisher(Feed(0))
+    finisher.pending = 2
+    finisher.written(Settle.FINISH, ["j1", "j2"], 0)
+    assert "2 of 2 jobs were not finished by this write" in caplog.text
+    assert "reply was lost" in caplog.text
+    assert finisher.pending == 0

@@ -173,10 +173,22 @@ class HttpPublish(Stage):
             for index in sendable
         }
         with idle():  # the senders are watched themselves
-            gevent.wait([result for pairs in results.values() for _, result in pairs])
+            self._wait_for(results)
         for index, pairs in results.items():
             errors[index] = self._outcome(messages[index], pairs)
         return errors
+
+    @staticmethod
+    def _wait_for(results: dict[int, list]) -> None:
+        """Wait until every message's result is set. A sender settles a batch's messages in
+        the order they were handed to it, unless it holds some in the backlog, so the last
+        one per sender is waited for first (one wake-up per sender, not one per message),
+        then whatever is still open."""
+        last = {label: result for pairs in results.values() for label, result in pairs}
+        gevent.wait([result for result in last.values() if not result.ready()])
+        waiting = [result for pairs in results.values() for _, result in pairs if not result.ready()]
+        if waiting:
+            gevent.wait(waiting)
 
     def _outcome(self, message: Message, pairs: list) -> Exception | None:
         refusals = []

@@ -270,6 +270,11 @@ class NodeSender(Actor):
             return
         sent = [(d, self.node.start_publish(d.channel, d.event_id, d.body)) for d in deliveries]
         deadline = time.monotonic() + self.node.timeout
+        # One wait and one deadline for the whole batch: a connection answers in the order it
+        # was written, so once the last request of each connection is answered, every earlier
+        # one is too, and the loop below reads answers without waiting (a timer and a wake-up
+        # per message cost more CPU than the message at everyday rates).
+        self.node.wait_for_answers([pending for _, pending in sent], self.node.timeout)
         failed: list[Delivery] = []
         reason = ""
         for delivery, pending in sent:

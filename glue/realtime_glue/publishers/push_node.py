@@ -131,6 +131,17 @@ class PushNode:
         """Queue the POST without waiting; pass the result to finish_publish."""
         return channel, self.client.submit(channel, self._request(channel, event_id, body)), time.monotonic()
 
+    def wait_for_answers(self, pendings: list[tuple], timeout: float) -> None:
+        """Wait, up to `timeout` in all, until the last of `pendings` on each connection is
+        answered (or failed): one wait for a batch. A connection answers in the order it was
+        written, so the earlier ones are then answered too; finish_publish still checks each."""
+        last = {}
+        for channel, result, _started in pendings:
+            last[id(self.client.lane_for(channel))] = result
+        waiting = [result for result in last.values() if not result.ready()]
+        if waiting:
+            gevent.wait(waiting, timeout=timeout)
+
     def _answer(self, pending: tuple, timeout: float) -> Response:
         channel, result, _started = pending
         try:
