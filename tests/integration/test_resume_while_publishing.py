@@ -14,7 +14,8 @@ subscriber joins the channel first, so a message published meanwhile reaches it 
 a new one, or as a stored one, or both (a repeat, which clients drop by id), never
 neither.
 
-Debian 13 hosts run Debian's own package, which lacks the patch: skipped there.
+Debian 13 hosts run Debian's own package, which lacks the patch: the EventSource test is
+skipped there; the long-polling one (a path the patch leaves alone) runs on both.
 """
 
 from __future__ import annotations
@@ -40,12 +41,6 @@ BEHIND = 200  # how many stored messages each reconnection catches up on (about 
 
 @pytest.fixture(scope="module", params=["http", "https"])
 def node(request, tmp_path_factory):
-    version = installed_module_version()
-    if "~rg" not in version:
-        pytest.skip(
-            f"{MODULE_PACKAGES['push_stream']} {version or '(not installed)'} is Debian's own package,"
-            " without our patch: a message published while a subscriber joins can still be lost"
-        )
     tls = None
     if request.param == "https":
         ca = TestCA.create(tmp_path_factory.mktemp("ca"))
@@ -120,6 +115,14 @@ def resume(node: PushNode, channel: str, after: int, until: int) -> list[int]:
 
 
 def test_eventsource_subscribers_resuming_during_publishes_miss_nothing(node):
+    version = installed_module_version()
+    if "~rg" not in version:
+        why = (
+            f"{MODULE_PACKAGES['push_stream']} {version or '(not installed)'} is Debian's own package,"
+            " without our patch: a message published while a subscriber joins can still be lost"
+        )
+        print(f"skipping: {why}")
+        pytest.skip(why)
     publisher = Publisher(node)
     gaps, repeats = [], 0
     try:

@@ -492,10 +492,9 @@ def describe_gaps(
             continue
         first, last = max(0, shown[0] - 2), min(len(subscriber.timeline), shown[-1] + 3)
         lines += ["  " + line(*moment) for moment in subscriber.timeline[first:last]]
-    moves = [moment for moment in subscriber.timeline if not moment[2].startswith("got ")]
     # Each reconnection with the message just before it and the first after it.
     for n, moment in enumerate(subscriber.timeline):
-        if moment in moves:
+        if not moment[2].startswith("got "):
             around_it = [m for m in subscriber.timeline[max(0, n - 1) : n + 2] if m is not moment]
             got = [line(*m) for m in around_it if m[2].startswith("got ")]
             lines.append(" | ".join([line(*moment), *got]))
