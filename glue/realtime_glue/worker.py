@@ -83,6 +83,10 @@ class Finisher(Actor):
         # While the claim loop waits a moment before its next claim, finishes ride with that
         # claim (written ahead of it, in the same round trip): offer_ride() gives the list.
         self.ride: list[Outcome] | None = None
+        # Jobs whose finish may have been written by a write whose reply was lost (a ride
+        # cut off, a write that failed): written again they are found done, yet this worker
+        # processed them, so they still count as processed.
+        self._maybe_written: set[str] = set()
 
     def send(self, outcome: Outcome) -> None:
         self.pending += 1
@@ -103,6 +107,7 @@ class Finisher(Actor):
 
     def give_back(self, outcomes: list[Outcome]) -> None:
         """Outcomes handed to a ride that was not written (or not surely): write them here."""
+        self._maybe_written.update(o.job_id for o in outcomes)
         for outcome in outcomes:
             super().send(outcome)
 
@@ -142,13 +147,19 @@ class Finisher(Actor):
                 held = self._write_once(settle, outcomes, ids)
                 break
             except Exception as exc:  # Redis away: keep the outcomes, retry with backoff
+                self._maybe_written.update(ids)  # Redis may have run it and lost the reply
                 delay = backoff.failed()
                 log.warning("cannot %s %d jobs (%s); retrying in %.2fs", settle.value, len(ids), exc, delay)
                 pause(delay)
         self.written(settle, ids, held)
 
     def written(self, settle: Settle, ids: list[str], held: int) -> None:
-        """Outcomes of one kind were written (here, or riding with a claim)."""
+        """Outcomes of one kind were written (here, or riding with a claim); `held`: how many
+        of them this write settled (the rest were settled already, or are not this worker's)."""
+        done_before = 0
+        if self._maybe_written:
+            done_before = sum(1 for job_id in ids if job_id in self._maybe_written)
+            self._maybe_written.difference_update(ids)
         if held < len(ids):
             log.warning(
                 "%d of %d jobs were not %s by this write: an earlier write of theirs whose reply was"
@@ -161,7 +172,8 @@ class Finisher(Actor):
         if self.on_settled is not None:
             self.on_settled(ids)
         if settle is Settle.FINISH and self.metrics is not None:
-            self.metrics.processed.inc(held)
+            # A job an earlier write finished (its reply lost) was processed here all the same.
+            self.metrics.processed.inc(min(len(ids), held + done_before))
 
     def _write_once(self, settle: Settle, outcomes: list[Outcome], ids: list[str]) -> int:
         if settle is Settle.FINISH:

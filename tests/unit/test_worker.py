@@ -250,6 +250,54 @@ def test_finishes_whose_ride_was_not_surely_written_are_written_by_the_finisher(
     assert worker.finisher.pending == 0 and worker.held == set()
 
 
+class Count:
+    def __init__(self):
+        self.value = 0
+
+    def inc(self, amount=1):
+        self.value += amount
+
+    def set(self, value):
+        self.value = value
+
+
+class Metrics:
+    def __init__(self):
+        self.processed, self.in_flight, self.failed, self.stalled = Count(), Count(), Count(), Count()
+
+
+class RideDoneReplyLostFeed(SteadyFeed):
+    """Redis finishes each ride's jobs, but the claim's reply is lost: the worker cannot know
+    they are done, writes them again, and finds them finished."""
+
+    def __init__(self, count: int, interval: float):
+        super().__init__(count, interval)
+        self.done: set[str] = set()
+
+    def finish(self, ids, results=None, notify=False):
+        self.written.append(("finish", list(ids)))
+        newly = set(ids) - self.done
+        self.done |= newly
+        return len(newly)
+
+    def finished_ahead(self):
+        ids, self.ahead = self.ahead, []
+        if ids:
+            self.finish(ids)
+        return None
+
+
+def test_jobs_finished_by_a_write_whose_reply_was_lost_still_count_as_processed():
+    feed = RideDoneReplyLostFeed(60, interval=0.001)
+    worker = lingering_worker(feed)
+    worker.metrics = worker.finisher.metrics = Metrics()
+    settle(worker, feed, 120)
+    assert feed.done == {f"j{n}" for n in range(60)}
+    writes = [job for kind, ids in feed.written if kind == "finish" for job in ids]
+    assert len(writes) > len(set(writes))  # rides were lost and written again
+    assert worker.metrics.processed.value == 60  # each job once, whoever's write finished it
+
+
 def test_a_trickle_of_jobs_is_claimed_job_by_job_without_lingering():
     feed = SteadyFeed(3, interval=0.05)  # a trickle: 20 jobs a second
     worker = PipelineWorker(feed, Outcomes({}), concurrency=8, claim_batch=8)
