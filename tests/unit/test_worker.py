@@ -291,7 +291,7 @@ def test_jobs_finished_by_a_write_whose_reply_was_lost_still_count_as_processed(
     feed = RideDoneReplyLostFeed(60, interval=0.001)
     worker = lingering_worker(feed)
     worker.metrics = worker.finisher.metrics = Metrics()
-    settle(worker, feed, 120)
+    settle(worker, feed, 60)
     assert feed.done == {f"j{n}" for n in range(60)}
     writes = [job for kind, ids in feed.written if kind == "finish" for job in ids]
     assert len(writes) > len(set(writes))  # rides were lost and written again
