@@ -1,8 +1,9 @@
 """One real outage of several minutes: Redis and a push node down together while the glue
 runs. Afterwards every message has arrived once, in order per channel, on every node.
 
-The outage lasts LONG_OUTAGE_SECONDS (180 by default). Select it with `-m long_outage`;
-`make integration` runs it with the rest. Longer outages (hours, thousands of retries) are
+The outage lasts LONG_OUTAGE_SECONDS (180 by default). Select it with `-m long_outage`
+(`make integration-long-outage`); `make integration` runs it after the rest, and `make test`
+beside molecule, since it mostly waits. Longer outages (hours, thousands of retries) are
 tested by driving the retry counters and the clock (tests/unit/test_long_outages.py,
 tests/integration/test_reclaimer.py)."""
 
