@@ -11,6 +11,8 @@ import tomllib
 from dataclasses import dataclass, field
 
 from .channels import channel_problem
+from .claim_linger import LONGEST as CLAIM_LINGER
+from .claim_linger import MAX_LONGEST as MAX_CLAIM_LINGER
 from .errors import ConfigError
 from .http_client import ca_file_problem
 from .partitions import partition_feed_names
@@ -113,6 +115,8 @@ class GlueConfig:
     visibility_timeout: float
     max_failures: int
     claim_batch: int
+    # The longest a job waits in the feed for others to be claimed with it (seconds; 0: never).
+    claim_linger: float
     shutdown_grace: float
     # Seconds a part of the glue may be busy in one step before it counts as stuck.
     progress_timeout: float
@@ -218,6 +222,7 @@ class _Reader:
                 "visibility_timeout",
                 "max_failures",
                 "claim_batch",
+                "claim_linger",
                 "shutdown_grace",
                 "finish_notices",
                 "progress_timeout",
@@ -269,6 +274,15 @@ class _Reader:
             ),
             claim_batch=self.value(
                 queue, "claim_batch", "queue", int, 64, lambda v: v >= 1, "an integer >= 1"
+            ),
+            claim_linger=self.value(
+                queue,
+                "claim_linger",
+                "queue",
+                float,
+                CLAIM_LINGER,
+                lambda v: 0 <= v <= MAX_CLAIM_LINGER,
+                f"seconds from 0 to {MAX_CLAIM_LINGER:g}",
             ),
             progress_timeout=self.value(
                 queue, "progress_timeout", "queue", float, 60.0, lambda v: v > 0, "seconds > 0"

@@ -106,6 +106,7 @@ class GlueService(SupervisedProcess):
             self.pipeline,
             concurrency=self.pipeline_config.concurrency,
             claim_batch=self.config.claim_batch,
+            claim_linger=self.config.claim_linger,
             max_failures=self.config.max_failures,
             mirror=self.mirror,
             metrics=self.metrics,

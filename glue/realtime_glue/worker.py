@@ -25,7 +25,7 @@ from gevent.queue import Queue
 
 from .actor import Actor
 from .backoff import Backoff
-from .claim_linger import ClaimLinger
+from .claim_linger import LONGEST, ClaimLinger
 from .errors import Reject, TransientFailure
 from .jobqueue import ClaimedJob, JobFeed
 from .logs import fields
@@ -199,6 +199,7 @@ class PipelineWorker:
         pipeline: Pipeline,
         concurrency: int = 32,
         claim_batch: int = 64,
+        claim_linger: float = LONGEST,
         max_failures: int = 5,
         mirror: JobFeed | None = None,
         metrics=None,
@@ -237,8 +238,9 @@ class PipelineWorker:
         self._claim_failed = False
         # The jobs handed to the runners and not yet through the pipeline, in claim order.
         self.in_flight: dict[str, None] = {}
-        # After a claim that left slots free: wait a little so jobs come in batches (bounded).
-        self.linger = ClaimLinger()
+        # After a claim that left slots free: wait a little so jobs come in batches (bounded by
+        # claim_linger, the longest a job waits for others to be claimed with it).
+        self.linger = ClaimLinger(longest=claim_linger, target=claim_batch)
         # Finishes that came while the claim loop lingered: written ahead of its next claim.
         self._riding: list[Outcome] = []
         self.stopping = False

@@ -46,3 +46,11 @@ def test_a_burst_claimed_at_once_is_not_mistaken_for_a_steady_rate():
 def test_longest_zero_turns_it_off():
     linger = ClaimLinger(longest=0)
     assert set(claims_at(10_000, 0.2, linger)) == {0.0}
+
+
+def test_a_longer_bound_waits_for_a_full_claim_up_to_that_bound():
+    # At 2,000 jobs a second a full claim (64) takes 32 ms: the wait is the bound the operator set.
+    for longest in (0.003, 0.010):
+        assert claims_at(2_000, 0.5, ClaimLinger(longest=longest, target=64))[-1] == longest
+    # At 100,000 a second 64 jobs come within 0.64 ms: no need to wait the whole 10 ms.
+    assert claims_at(100_000, 0.25, ClaimLinger(longest=0.010, target=64))[-1] < 0.001

@@ -91,6 +91,7 @@ def test_toml_and_yaml_load_the_same(raw, name, tmp_path):
 def test_an_empty_file_gives_the_defaults():
     config = parse_config(b"", "glue.toml")
     assert config.redis_url == "redis://127.0.0.1:6379/0"
+    assert config.claim_linger == 0.003
     assert config.metrics_listen == "127.0.0.1:9310"
     assert config.pipelines == {}
     assert parse_config(b"", "glue.yaml").redis_url == config.redis_url
@@ -136,6 +137,8 @@ def test_unknown_pipeline_key_is_named():
         (b"[pipelines.x]\npreset='json-anon-file'\nstages=['json']\n", "pipelines.x.stages", "not both"),
         (b"[queue]\nvisibility_timeout=0\n", "queue.visibility_timeout", "seconds > 0"),
         (b"[queue]\nmax_failures=1.5\n", "queue.max_failures", "integer"),
+        (b"[queue]\nclaim_linger=-0.001\n", "queue.claim_linger", "seconds from 0 to 0.05"),
+        (b"[queue]\nclaim_linger=3\n", "queue.claim_linger", "seconds from 0 to 0.05"),
         (b"[redis]\nurl='http://x'\n", "redis.url", "redis://"),
         (b"[redis]\ntimeout=1\n", "redis.timeout", "seconds >= 2"),
         (b"[push]\nnodes=['10.0.0.1']\n", "push.nodes[0]", r"an http\(s\)://"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gevent
 import gevent.event
+import pytest
 
 from realtime_glue.claim_linger import ClaimLinger
 from realtime_glue.errors import Reject, TransientFailure
@@ -219,6 +220,17 @@ def test_jobs_that_come_one_at_a_time_at_a_steady_rate_are_claimed_together():
     assert claimed == [f"j{n}" for n in range(120)]  # each once, in order
     assert max(len(claim) for claim in feed.claims) >= 4
     assert len(feed.claims) < 60
+
+
+@pytest.mark.parametrize(("claim_linger", "most", "fewest"), [(0.0, 1, 1), (0.02, 64, 10)])
+def test_claim_linger_bounds_how_long_jobs_wait_for_company(claim_linger, most, fewest):
+    """[queue] claim_linger: 0 claims each job the moment it is put (the fewest waits, the most
+    round trips); 20 ms gathers a claim of 10 or more at 1,000 jobs a second."""
+    feed = SteadyFeed(120, interval=0.001)
+    worker = PipelineWorker(feed, Outcomes({}), concurrency=64, claim_batch=64, claim_linger=claim_linger)
+    settle(worker, feed, 120)
+    largest = max(len(claim) for claim in feed.claims)
+    assert fewest <= largest <= most, feed.claims
 
 
 def test_finishes_that_come_while_the_claim_loop_lingers_ride_with_its_next_claim():
