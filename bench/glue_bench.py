@@ -67,6 +67,12 @@ LATENCY_SECONDS = 10
 RAW_LATENCY_SECONDS = 5
 WARM_UP_SECONDS = 1
 IN_FLIGHT_JOBS = 10_000
+# [queue] claim_linger settings measured at LATENCY_RATE beside the default (latency for CPU).
+CLAIM_LINGERS = (0.0, 0.010, 0.020)
+DEFAULT_CLAIM_LINGER = 0.003
+# The python floor (python_floor.py): its saturated run, and its everyday runs per linger.
+FLOOR_JOBS = 20_000
+FLOOR_SECONDS = 5
 # Goals: (value, sense, target). Missed goals are printed, not failed.
 GOALS = {
     "saturated_vs_wrk": (">=", 0.5),
@@ -221,9 +227,10 @@ class Bench:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def glue(
-        self, name: str, node_url: str, concurrency: int, checkout: Checkout, http: str = ""
+        self, name: str, node_url: str, concurrency: int, checkout: Checkout, http: str = "", queue: str = ""
     ) -> GlueProcess:
-        """A glue process of `checkout` reading its own feed `name`-<n> (fresh for every run)."""
+        """A glue process of `checkout` reading its own feed `name`-<n> (fresh for every run);
+        `queue`: more keys of its [queue] table."""
         self.runs += 1
         feed = f"{name}-{self.runs}"
         directory = self.workdir / feed
@@ -232,7 +239,7 @@ class Bench:
         pipelines = f"[pipelines.{feed}]\nstages = [{stages}]\nconcurrency = {concurrency}\n"
         if http:
             pipelines += f"[pipelines.{feed}.http]\n{http}\n"
-        config = write_config(directory, self.redis.url, [node_url], pipelines)
+        config = write_config(directory, self.redis.url, [node_url], pipelines, queue_extra=queue)
         glue = GlueProcess(config, feed, env={"PYTHONPATH": str(checkout.source)})
         self.glues.append(glue)
         return glue
@@ -320,17 +327,21 @@ class Bench:
 
     # --- (2) everyday rate ------------------------------------------------------------
 
-    def latency(self, checkout: Checkout | None, seconds: int = LATENCY_SECONDS) -> dict:
+    def latency(
+        self, checkout: Checkout | None, seconds: int = LATENCY_SECONDS, claim_linger: float | None = None
+    ) -> dict:
         """Enqueue -> glue -> push node -> EventSource at LATENCY_RATE; with checkout=None
-        the producer POSTs straight to the node (the push node's own share)."""
+        the producer POSTs straight to the node (the push node's own share). `claim_linger`:
+        the glue's [queue] claim_linger (None: its default)."""
         total = LATENCY_RATE * seconds
         self.runs += 1
         channel = f"latency-{self.runs}"
         glue = None
         if checkout is not None:
-            glue = self.glue("latency", self.node.cluster_url, CONCURRENCY, checkout)
+            queue = "" if claim_linger is None else f"claim_linger = {claim_linger}"
+            glue = self.glue("latency", self.node.cluster_url, CONCURRENCY, checkout, queue=queue)
             glue.start()
-            self._warm_up(glue)
+            self._warm_up(glue.pipeline)
         out = self.workdir / f"{channel}.json"
         node = [self.node.host, str(self.node.port)]
         subscriber = subprocess.Popen(
@@ -376,10 +387,10 @@ class Bench:
             "latencies_ms": latencies,
         }
 
-    def _warm_up(self, glue: GlueProcess) -> None:
+    def _warm_up(self, feed_name: str) -> None:
         """One second at the measured rate on a channel nobody reads: a cold glue
         stalls 0.1-0.6 s on its first messages, which is start-up, not steady state."""
-        feed = JobFeed(self.client, glue.pipeline)
+        feed = JobFeed(self.client, feed_name)
         started = time.monotonic()
         for n in range(LATENCY_RATE * WARM_UP_SECONDS):
             pause = started + n / LATENCY_RATE - time.monotonic()
@@ -387,10 +398,74 @@ class Bench:
                 time.sleep(pause)
             feed.put(payload(n, "warmup", sent=time.time()))
         wait_until(
-            lambda: finishes(self.client, glue.pipeline) >= LATENCY_RATE * WARM_UP_SECONDS,
+            lambda: finishes(self.client, feed_name) >= LATENCY_RATE * WARM_UP_SECONDS,
             timeout=60,
             what="the warm-up jobs to finish",
         )
+
+    # --- (3) the python floor -------------------------------------------------------
+
+    def _floor(self, linger: float) -> tuple[str, subprocess.Popen]:
+        """python_floor.py consuming a fresh feed of its own."""
+        self.runs += 1
+        feed = f"floor-{self.runs}"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(BENCH / "python_floor.py"),
+                self.redis.url,
+                feed,
+                self.node.cluster_url,
+                str(linger),
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO / "glue")},
+        )
+        self.helpers.append(process)
+        return feed, process
+
+    def floor_saturated(self) -> dict:
+        feed, process = self._floor(0.0)
+        preload(JobFeed(self.client, feed), FLOOR_JOBS, "bench")
+        started, first, cpu = time.monotonic(), finishes(self.client, feed), cpu_seconds(process.pid)
+        # The last claim's finishes are written with the next claim (up to a second later).
+        wait_until(
+            lambda: finishes(self.client, feed) >= FLOOR_JOBS - 64,
+            timeout=300,
+            interval=0.02,
+            what=f"the python floor to finish {FLOOR_JOBS} jobs",
+        )
+        elapsed, done = time.monotonic() - started, finishes(self.client, feed) - first
+        cpu = cpu_seconds(process.pid) - cpu
+        process.terminate()
+        process.wait(10)
+        return {
+            "jobs": done,
+            "per_second": round(done / elapsed, 1),
+            "cpu_us_per_job": round(1e6 * cpu / done, 1),
+        }
+
+    def floor_everyday(self, linger: float) -> dict:
+        """The floor at LATENCY_RATE: CPU per job only (its latency is not the question)."""
+        feed_name, process = self._floor(linger)
+        self._warm_up(feed_name)
+        feed = JobFeed(self.client, feed_name)
+        total = LATENCY_RATE * FLOOR_SECONDS
+        cpu = cpu_seconds(process.pid)
+        started = time.monotonic()
+        for n in range(total):
+            pause = started + n / LATENCY_RATE - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            feed.put(payload(n, "floor", sent=time.time()))
+        wait_until(
+            lambda: finishes(self.client, feed_name) >= LATENCY_RATE * WARM_UP_SECONDS + total - 64,
+            timeout=60,
+            what="the python floor's jobs to finish",
+        )
+        cpu = cpu_seconds(process.pid) - cpu
+        process.terminate()
+        process.wait(10)
+        return {"claim_linger": linger, "cpu_us_per_job": round(1e6 * cpu / total, 1)}
 
     @staticmethod
     def _post(conn: http.client.HTTPConnection, channel: str, n: int) -> None:
@@ -533,6 +608,7 @@ def print_report(results: dict) -> None:
             f"{rss['in_flight_rss_kib'] / 1024:.1f} MiB  ({rss['per_job_kib']} KiB per job)",
         ),
     ]
+    rows += _trade_off_rows(results)
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
@@ -546,6 +622,43 @@ def print_report(results: dict) -> None:
             cells.append(f"{goal['value']:>10} {'met' if goal['met'] else 'MISSED':<6}")
         target = results["glues"][labels[0]]["goals"][index]["target"]
         print(f"  {name:<36} {target:<7}" + "".join(f"  {c:>22}" for c in cells))
+
+
+def _trade_off_rows(results: dict) -> list[tuple[str, str]]:
+    """[queue] claim_linger's latency for CPU, and the python floor beside the glue."""
+    glue = results["glues"][list(results["glues"])[-1]]
+    saturated = glue["saturated"]["glue_cpu_us_per_job"]
+    node_p99 = results["node_alone"]["p99_ms"]
+    runs = {**results["claim_lingers"], f"{DEFAULT_CLAIM_LINGER:g} (default)": glue["everyday"]}
+    rows = [("claim_linger at 2,000/s (this tree)", "CPU per job (x saturated)   p50   p99 (x node alone)")]
+    for linger, run in sorted(runs.items(), key=lambda item: float(item[0].split()[0])):
+        cpu = run["glue_cpu_us_per_job"]
+        rows.append(
+            (
+                f"  {linger} s",
+                f"{cpu} us ({cpu / saturated:.2f}x)   {run['p50_ms']} ms   {run['p99_ms']} ms"
+                f" ({run['p99_ms'] / node_p99:.1f}x)  [load {run['load_average']}]",
+            )
+        )
+    floor = results["python_floor"]
+    low = floor["saturated"]["cpu_us_per_job"]
+    wrk = results["wrk"]["per_second"]
+    rows += [
+        (
+            "python floor (python_floor.py) saturated",
+            f"{floor['saturated']['per_second']:,.0f} msg/s, {low} us per job: one whole core allows"
+            f" {1e6 / low:,.0f}/s = {1e6 / low / wrk:.2f}x wrk",
+        )
+    ]
+    for run in floor["everyday"]:
+        cpu = run["cpu_us_per_job"]
+        rows.append(
+            (
+                f"  python floor at 2,000/s, wait {run['claim_linger']:g} s",
+                f"{cpu} us per job = {cpu / low:.2f}x its saturated, {cpu / saturated:.2f}x the glue's",
+            )
+        )
+    return rows
 
 
 def save(results: dict) -> Path:
@@ -596,8 +709,24 @@ def main() -> int:
             "load_average": round(statistics.mean(run["load_average"] for run in node_alone), 2),
             "runs": [{k: v for k, v in run.items() if k != "latencies_ms"} for run in node_alone],
         }
+        results["claim_lingers"] = {}
+        for linger in CLAIM_LINGERS:
+            print(f"(2) glue [{checkouts[-1].label}] at claim_linger {linger:g} s ...", flush=True)
+            run = bench.latency(checkouts[-1], claim_linger=linger)
+            run.pop("latencies_ms")
+            results["claim_lingers"][f"{linger:g}"] = run
         print(f"(3) RSS with {IN_FLIGHT_JOBS:,} jobs in flight ...", flush=True)
         results["rss"] = bench.rss(checkouts[-1])
+        print(
+            f"(4) python floor: {FLOOR_JOBS:,} pre-loaded jobs, then {LATENCY_RATE}/s per wait ...",
+            flush=True,
+        )
+        results["python_floor"] = {
+            "saturated": bench.floor_saturated(),
+            "everyday": [
+                bench.floor_everyday(linger) for linger in sorted({*CLAIM_LINGERS, DEFAULT_CLAIM_LINGER})
+            ],
+        }
     finally:
         bench.close()
     for glue in results["glues"].values():

@@ -25,10 +25,12 @@ def write_config(
     extra: str = "",
     push_extra: str = "",
     redis_table: str = "",
+    queue_extra: str = "",
 ) -> Path:
     """A glue.toml; `pipelines` is the TOML of the [pipelines.*] tables, `push_extra`
-    more keys of [push] (e.g. `ca_file = "..."`); `redis_table`, when given, is the
-    [redis] table's content in place of `url = redis_url`."""
+    and `queue_extra` more keys of [push] (e.g. `ca_file = "..."`) and [queue]
+    (e.g. `claim_linger = 0`); `redis_table`, when given, is the [redis] table's
+    content in place of `url = redis_url`."""
     path = directory / "glue.toml"
     node_list = ", ".join(f'"{n}"' for n in nodes)
     redis_table = redis_table or f'url = "{redis_url}"'
@@ -42,7 +44,7 @@ visibility_timeout = 3
 max_failures = 5
 claim_batch = 64
 shutdown_grace = 5
-
+{queue_extra}
 [push]
 nodes = [{node_list}]
 timeout = 2.0
