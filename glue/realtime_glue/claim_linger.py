@@ -16,7 +16,7 @@ filled every free slot never waits (the worker decides that, not this class).
 
 `longest` trades latency for CPU, and the operator chooses: at 2,000 jobs a
 second, 0 costs about three times the CPU per job of the default 3 ms, and
-10 ms about half of it, for about 4 ms more at the median (README, "What is
+20 ms about half of it, for about 11 ms more at the median (README, "What is
 measured").
 """
 
