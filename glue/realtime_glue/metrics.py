@@ -45,6 +45,9 @@ class GlueMetrics(ProcessMetrics):
         self.failed = counter("glue_jobs_failed_total", "Jobs that failed and went back to the queue")
         self.stalled = counter("glue_jobs_stalled_total", "Jobs stalled with a reason (dead-letter)")
         self.reclaimed = counter("glue_jobs_reclaimed_total", "Expired claims returned to the queue")
+        # Jobs per claim (claimed / claims) is what [queue] claim_linger buys.
+        self.claims = counter("glue_claims_total", "Claims from the feed that carried jobs")
+        self.claimed = counter("glue_jobs_claimed_total", "Jobs claimed from the feed")
         self.redis_failovers = counter(
             "glue_redis_failovers_total", "Redis failovers (Sentinel) the glue followed to a new primary"
         )

@@ -317,6 +317,8 @@ class PipelineWorker:
             self.batches.put(jobs)
             if self.metrics is not None:
                 self.metrics.in_flight.set(len(self.held))
+                self.metrics.claims.inc()
+                self.metrics.claimed.inc(len(jobs))
             if len(jobs) < free:  # the feed is empty for now
                 linger = self.linger.claimed(len(jobs), time.monotonic())
                 if linger:

@@ -228,9 +228,12 @@ def test_claim_linger_bounds_how_long_jobs_wait_for_company(claim_linger, most, 
     round trips); 20 ms gathers a claim of 10 or more at 1,000 jobs a second."""
     feed = SteadyFeed(120, interval=0.001)
     worker = PipelineWorker(feed, Outcomes({}), concurrency=64, claim_batch=64, claim_linger=claim_linger)
+    worker.metrics = worker.finisher.metrics = Metrics()
     settle(worker, feed, 120)
     largest = max(len(claim) for claim in feed.claims)
     assert fewest <= largest <= most, feed.claims
+    # What an operator sees of it: jobs per claim, from glue_jobs_claimed_total / glue_claims_total.
+    assert (worker.metrics.claimed.value, worker.metrics.claims.value) == (120, len(feed.claims))
 
 
 def test_finishes_that_come_while_the_claim_loop_lingers_ride_with_its_next_claim():
@@ -276,6 +279,7 @@ class Count:
 class Metrics:
     def __init__(self):
         self.processed, self.in_flight, self.failed, self.stalled = Count(), Count(), Count(), Count()
+        self.claims, self.claimed = Count(), Count()
 
 
 class RideDoneReplyLostFeed(SteadyFeed):
