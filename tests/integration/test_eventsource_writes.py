@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from support.push_node import MODULE_PACKAGES, PushNode, installed_module_version
+from support.push_node import PushNode, our_patch_missing
 
 pytestmark = pytest.mark.timeout(60)
 STORED = (200, 201, 202)
@@ -32,12 +32,8 @@ TCP_INFO_SIZE = 232
 
 @pytest.fixture(scope="module")
 def node():
-    version = installed_module_version()
-    if "~rg" not in version:
-        pytest.skip(
-            f"{MODULE_PACKAGES['push_stream']} {version or '(not installed)'} is Debian's own package,"
-            " without our one-write patch (Debian 13): the id line still costs a segment of its own"
-        )
+    if why := our_patch_missing("the id line still costs a segment of its own"):
+        pytest.skip(why)
     # No pings: the only data on the connection while measuring is the message.
     with PushNode("push_stream", overrides={"push_stream_ping_interval": 3600}) as started:
         yield started

@@ -28,7 +28,7 @@ import uuid
 
 import pytest
 
-from support.push_node import MODULE_PACKAGES, PushNode, ServerTLS, installed_module_version
+from support.push_node import PushNode, ServerTLS, our_patch_missing
 from support.tls import TestCA
 
 pytestmark = pytest.mark.timeout(300)
@@ -115,12 +115,7 @@ def resume(node: PushNode, channel: str, after: int, until: int) -> list[int]:
 
 
 def test_eventsource_subscribers_resuming_during_publishes_miss_nothing(node):
-    version = installed_module_version()
-    if "~rg" not in version:
-        why = (
-            f"{MODULE_PACKAGES['push_stream']} {version or '(not installed)'} is Debian's own package,"
-            " without our patch: a message published while a subscriber joins can still be lost"
-        )
+    if why := our_patch_missing("a message published while a subscriber joins can still be lost"):
         print(f"skipping: {why}")
         pytest.skip(why)
     publisher = Publisher(node)

@@ -28,7 +28,7 @@ import uuid
 
 import pytest
 
-from support.push_node import MODULE_PACKAGES, PushNode, installed_module_version
+from support.push_node import PushNode, our_patch_missing
 
 pytestmark = pytest.mark.timeout(60)
 SYS_PIDFD_GETFD = 438  # x86_64, Linux >= 5.6
@@ -36,12 +36,8 @@ SYS_PIDFD_GETFD = 438  # x86_64, Linux >= 5.6
 
 @pytest.fixture(scope="module")
 def node():
-    version = installed_module_version()
-    if "~rg" not in version:
-        pytest.skip(
-            f"{MODULE_PACKAGES['push_stream']} {version or '(not installed)'} is Debian's own package,"
-            " without our patch (Debian 13): plain-HTTP subscribers keep Nagle's algorithm on"
-        )
+    if why := our_patch_missing("plain-HTTP subscribers keep Nagle's algorithm on"):
+        pytest.skip(why)
     with PushNode("push_stream") as started:
         yield started
 

@@ -79,6 +79,19 @@ def installed_module_version(flavour: str = "push_stream") -> str:
     ).stdout
 
 
+def our_patch_missing(what_it_fixes: str) -> str | None:
+    """Why a test of one of our module package's patches cannot run on this host, or None.
+    Debian 13 hosts run Debian's own package (no "~rg" in its version), without our patches:
+    `what_it_fixes` says what stays unfixed there."""
+    version = installed_module_version()
+    if "~rg" in version:
+        return None
+    return (
+        f"{MODULE_PACKAGES['push_stream']} {version or '(not installed)'} is Debian's own package,"
+        f" without our patch (Debian 13): {what_it_fixes}"
+    )
+
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
