@@ -328,20 +328,30 @@ class Bench:
     # --- (2) everyday rate ------------------------------------------------------------
 
     def latency(
-        self, checkout: Checkout | None, seconds: int = LATENCY_SECONDS, claim_linger: float | None = None
+        self,
+        checkout: Checkout | None,
+        seconds: int = LATENCY_SECONDS,
+        claim_linger: float | None = None,
+        floor_wait: float | None = None,
     ) -> dict:
         """Enqueue -> glue -> push node -> EventSource at LATENCY_RATE; with checkout=None
         the producer POSTs straight to the node (the push node's own share). `claim_linger`:
-        the glue's [queue] claim_linger (None: its default)."""
+        the glue's [queue] claim_linger (None: its default). With `floor_wait`, the python
+        floor waiting that long after a claim short of a full one consumes the feed instead."""
         total = LATENCY_RATE * seconds
         self.runs += 1
         channel = f"latency-{self.runs}"
-        glue = None
-        if checkout is not None:
+        consumer = None  # (feed, pid, stop) of the glue or the floor; None: the node alone
+        if floor_wait is not None:
+            feed_name, process = self._floor(floor_wait)
+            consumer = (feed_name, process.pid, process.terminate)
+        elif checkout is not None:
             queue = "" if claim_linger is None else f"claim_linger = {claim_linger}"
             glue = self.glue("latency", self.node.cluster_url, CONCURRENCY, checkout, queue=queue)
             glue.start()
-            self._warm_up(glue.pipeline)
+            consumer = (glue.pipeline, glue.process.pid, glue.terminate)
+        if consumer is not None:
+            self._warm_up(consumer[0])
         out = self.workdir / f"{channel}.json"
         node = [self.node.host, str(self.node.port)]
         subscriber = subprocess.Popen(
@@ -353,15 +363,15 @@ class Bench:
         if subscriber.stdout.readline().strip() != "connected":
             raise RuntimeError("the EventSource subscriber did not connect")
         self.node.wait_for_subscribers(channel)
-        if glue is not None:
-            feed = JobFeed(self.client, glue.pipeline)
+        if consumer is not None:
+            feed = JobFeed(self.client, consumer[0])
             send = lambda n: feed.put(payload(n, channel, sent=time.time()))  # noqa: E731
         else:
             conn = http.client.HTTPConnection(self.node.host, self.node.cluster_port, timeout=10)
             send = lambda n: self._post(conn, channel, n)  # noqa: E731
         load = load_average()
         started = time.monotonic()
-        counters = Counters(glue.process.pid) if glue is not None else None
+        counters = Counters(consumer[1]) if consumer is not None else None
         for n in range(total):
             pause = started + n / LATENCY_RATE - time.monotonic()
             if pause > 0:
@@ -370,16 +380,16 @@ class Bench:
         put_seconds = time.monotonic() - started
         subscriber.wait(60)
         per_job = {}
-        if glue is not None:
-            cpu = cpu_seconds(glue.process.pid) - counters.cpu
+        if consumer is not None:
+            cpu = cpu_seconds(consumer[1]) - counters.cpu
             per_job = {"glue_cpu_percent": round(100 * cpu / put_seconds, 1), **counters.per_job(total)}
-            glue.terminate()
+            consumer[2]()
         latencies = json.loads(out.read_text())["latencies_ms"]
         if len(latencies) < total:
             raise RuntimeError(f"the subscriber on {channel} received {len(latencies)} of {total} messages")
         return {
             "messages": total,
-            "warm_up_seconds": WARM_UP_SECONDS if glue is not None else 0,
+            "warm_up_seconds": WARM_UP_SECONDS if consumer is not None else 0,
             "sent_per_second": round(total / put_seconds, 1),
             **summary(latencies),
             **per_job,
@@ -443,29 +453,6 @@ class Bench:
             "per_second": round(done / elapsed, 1),
             "cpu_us_per_job": round(1e6 * cpu / done, 1),
         }
-
-    def floor_everyday(self, linger: float) -> dict:
-        """The floor at LATENCY_RATE: CPU per job only (its latency is not the question)."""
-        feed_name, process = self._floor(linger)
-        self._warm_up(feed_name)
-        feed = JobFeed(self.client, feed_name)
-        total = LATENCY_RATE * FLOOR_SECONDS
-        cpu = cpu_seconds(process.pid)
-        started = time.monotonic()
-        for n in range(total):
-            pause = started + n / LATENCY_RATE - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            feed.put(payload(n, "floor", sent=time.time()))
-        wait_until(
-            lambda: finishes(self.client, feed_name) >= LATENCY_RATE * WARM_UP_SECONDS + total - 64,
-            timeout=60,
-            what="the python floor's jobs to finish",
-        )
-        cpu = cpu_seconds(process.pid) - cpu
-        process.terminate()
-        process.wait(10)
-        return {"claim_linger": linger, "cpu_us_per_job": round(1e6 * cpu / total, 1)}
 
     @staticmethod
     def _post(conn: http.client.HTTPConnection, channel: str, n: int) -> None:
@@ -651,11 +638,12 @@ def _trade_off_rows(results: dict) -> list[tuple[str, str]]:
         )
     ]
     for run in floor["everyday"]:
-        cpu = run["cpu_us_per_job"]
+        cpu = run["glue_cpu_us_per_job"]
         rows.append(
             (
                 f"  python floor at 2,000/s, wait {run['claim_linger']:g} s",
-                f"{cpu} us per job = {cpu / low:.2f}x its saturated, {cpu / saturated:.2f}x the glue's",
+                f"{cpu} us per job = {cpu / low:.2f}x its saturated, {cpu / saturated:.2f}x the glue's;"
+                f"  p50 {run['p50_ms']} ms  p99 {run['p99_ms']} ms ({run['p99_ms'] / node_p99:.1f}x)",
             )
         )
     return rows
@@ -721,12 +709,11 @@ def main() -> int:
             f"(4) python floor: {FLOOR_JOBS:,} pre-loaded jobs, then {LATENCY_RATE}/s per wait ...",
             flush=True,
         )
-        results["python_floor"] = {
-            "saturated": bench.floor_saturated(),
-            "everyday": [
-                bench.floor_everyday(linger) for linger in sorted({*CLAIM_LINGERS, DEFAULT_CLAIM_LINGER})
-            ],
-        }
+        results["python_floor"] = {"saturated": bench.floor_saturated(), "everyday": []}
+        for wait in sorted({*CLAIM_LINGERS, DEFAULT_CLAIM_LINGER}):
+            run = bench.latency(None, seconds=FLOOR_SECONDS, floor_wait=wait)
+            run.pop("latencies_ms")
+            results["python_floor"]["everyday"].append({"claim_linger": wait, **run})
     finally:
         bench.close()
     for glue in results["glues"].values():

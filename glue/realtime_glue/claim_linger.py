@@ -27,7 +27,7 @@ import math
 # The longest a job waits in the feed because the claim loop lingers (seconds): the default
 # of [queue] claim_linger.
 LONGEST = 0.003
-# The most [queue] claim_linger may be. At 20 ms a claim's cost is mostly shared already (1.5-1.75x
+# The most [queue] claim_linger may be. At 20 ms a claim's cost is mostly shared already (1.4-1.75x
 # the saturated CPU per job at 2,000/s), and 50 ms is over three times Disqus' 15 ms end to end.
 MAX_LONGEST = 0.05
 # The most a claim carries by default ([queue] claim_batch): the wait ends once they are likely in.
