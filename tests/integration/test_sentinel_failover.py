@@ -258,8 +258,8 @@ def test_durable_puts_are_acknowledged_by_a_replica_or_say_they_may_not_survive(
     job_id = feed.put(comment("durable", 1), durable=True)
     primary = deployment.primary()
     replicas = [server for server in deployment.servers if server is not primary]
-    for replica in replicas:
-        assert replica.client().hexists("feed.items:comments", job_id)
+    # durable_replicas = 1: acknowledged once one replica has it (the other may lag).
+    assert any(replica.client().hexists("feed.items:comments", job_id) for replica in replicas)
 
     # Replicas gone, fencing off (min-replicas-to-write 0): queued, not acknowledged.
     primary.client().config_set("min-replicas-to-write", 0)
