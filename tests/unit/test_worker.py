@@ -221,30 +221,42 @@ def test_jobs_that_come_one_at_a_time_at_a_steady_rate_are_claimed_together():
     assert len(feed.claims) < 60
 
 
-def claims_at_1000_a_second(claim_linger: float) -> list[list[str]]:
-    """What each claim carried while 120 jobs came one a millisecond, with [queue] claim_linger."""
+def claims_at_1000_a_second(claim_linger: float) -> tuple[list[list[str]], list[float]]:
+    """While 120 jobs came one a millisecond, with [queue] claim_linger: what each claim
+    carried, and each wait the claim loop decided on after a claim that left slots free."""
     feed = SteadyFeed(120, interval=0.001)
     worker = PipelineWorker(feed, Outcomes({}), concurrency=64, claim_batch=64, claim_linger=claim_linger)
     worker.metrics = worker.finisher.metrics = Metrics()
+    waits: list[float] = []
+    decide = worker.linger.claimed
+
+    def recorded(jobs: int, now: float) -> float:
+        waits.append(decide(jobs, now))
+        return waits[-1]
+
+    worker.linger.claimed = recorded
     settle(worker, feed, 120)
     assert [job for claim in feed.claims for job in claim] == [f"j{n}" for n in range(120)]
     # What an operator sees of it: jobs per claim, from glue_jobs_claimed_total / glue_claims_total.
     assert (worker.metrics.claimed.value, worker.metrics.claims.value) == (120, len(feed.claims))
-    return feed.claims
+    return feed.claims, waits
 
 
 def test_claim_linger_0_claims_each_job_the_moment_it_is_put():
-    """The fewest waits, the most round trips. A job is claimed alone unless the machine
-    stalls this process just as the next one comes (a loaded CI machine did, once), so
-    the check is that most are, not all."""
-    claims = claims_at_1000_a_second(0.0)
+    """The fewest waits, the most round trips: the claim loop never waits. A job is then
+    claimed alone unless the machine stalls this process just as the next one comes (a
+    loaded machine did, once), so the check is that most are, not all."""
+    claims, waits = claims_at_1000_a_second(0.0)
+    assert waits and set(waits) == {0.0}
     assert sum(len(claim) == 1 for claim in claims) > 60, claims
 
 
 def test_claim_linger_20_ms_gathers_jobs_into_claims():
-    """20 ms gathers a claim of 10 or more at 1,000 jobs a second, never more than claim_batch."""
-    largest = max(len(claim) for claim in claims_at_1000_a_second(0.02))
-    assert 10 <= largest <= 64
+    """20 ms gathers a claim of 10 or more at 1,000 jobs a second, never more than claim_batch,
+    and no job waits longer than that for company."""
+    claims, waits = claims_at_1000_a_second(0.02)
+    assert 0 < max(waits) <= 0.02
+    assert 10 <= max(len(claim) for claim in claims) <= 64
 
 
 def test_finishes_that_come_while_the_claim_loop_lingers_ride_with_its_next_claim():
