@@ -415,8 +415,8 @@ def test_every_public_listener_checks_the_signature(tmp_path, private):
                         "GET", f"/{transport}/{private}{query}", timeout=5, listener=listener
                     )
                     assert (status, b"secret" in body) == (403, False), f"{listener} /{transport}/ {what}"
+        assert node.subscribers(private) == 0  # no refused request stayed on as a subscriber
         with node.events(target(good)) as stream:  # over HTTPS
             node.wait_for_subscribers(private)
             node.publish(private, "over https", event_id="s-2")
             assert stream.next_event().data == "over https"
-        assert node.subscribers(private) == 0
