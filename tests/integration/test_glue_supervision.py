@@ -50,7 +50,7 @@ def test_a_part_that_dies_stops_the_process_with_status_70(workdir, redis_server
         code = glue.wait(timeout=60)
     finally:
         glue.kill()  # when it did not exit on its own
-    assert code == 70, glue.log()
+    assert code == 70, glue.log_tail()
     assert "CRITICAL" in glue.log() and f"{part} died: RuntimeError: injected fault" in glue.log()
     # Nothing it held is lost: what it had not finished is back on the queue (or finished).
     counts = feed_counts(redis_server.client(), "comments")

@@ -122,7 +122,7 @@ class GlueProcess:
                 break
             if field in datagram.split("\n"):
                 return datagram
-        raise TimeoutError(f"glue never sent {field}; log:\n{self.log()}")
+        raise TimeoutError(f"glue never sent {field}; log:\n{self.log_tail()}")
 
     def datagrams(self, seconds: float) -> list[str]:
         """Every sd_notify message the glue sends within `seconds`."""
@@ -137,7 +137,12 @@ class GlueProcess:
         return received
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        """Everything the glue wrote: a line looked for may be far from the end on a slow run."""
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the log, for a failure message."""
+        return self.log()[-chars:]
 
     def wait(self, timeout: float = 30) -> int:
         """The exit status once the glue exits on its own."""
