@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import tempfile
 import threading
@@ -96,6 +97,17 @@ def test_kill_9_twenty_times_while_publishing_10000_jobs_loses_none(workdir, red
     glue.start()
     try:
         wait_until(lambda: len(collector.unique()) >= 10_000, timeout=120, interval=0.2, what="all messages")
+        # The killed instances' last claims come back after a visibility timeout and are sent
+        # again: wait for the feed to settle, not only for every message to have been seen once.
+        wait_until(
+            lambda: (
+                not (counts := feed_counts(redis_server.client(), "comments"))["claimed"]
+                and not counts["ready"]
+            ),
+            timeout=60,
+            interval=0.2,
+            what="every claim finished",
+        )
     finally:
         glue.terminate()
         collector.close()
@@ -103,8 +115,7 @@ def test_kill_9_twenty_times_while_publishing_10000_jobs_loses_none(workdir, red
     duplicates = len(collector.ids) - len(collector.unique())
     print(f"10000 jobs, 20 kills: {duplicates} duplicate deliveries (bound {20 * CONCURRENCY})")
     assert duplicates <= 20 * CONCURRENCY
-    counts = feed_counts(redis_server.client(), "comments")
-    assert counts["claimed"] == 0 and counts["stalled"] == 0 and counts["ready"] == 0
+    assert feed_counts(redis_server.client(), "comments")["stalled"] == 0
 
 
 def test_a_hung_push_node_for_10s_backlogs_then_delivers_everything(workdir, redis_server, push_node):
@@ -256,7 +267,7 @@ def test_a_long_node_outage_keeps_its_backlog_bounded_by_age_and_size(workdir, r
     config = write_config(workdir, redis_server.url, [push_node.cluster_url], pipeline_toml())
     config.write_text(
         config.read_text()
-        .replace("timeout = 2.0\n", "timeout = 2.0\nmessage_ttl = 10\nbacklog_limit = 5\n")
+        .replace("timeout = 2.0\n", "timeout = 2.0\nmessage_ttl = 30\nbacklog_limit = 5\n")
         .replace('listen = ""', f'listen = "127.0.0.1:{metrics_port}"')
     )
     glue = GlueProcess(config, "comments").start()
@@ -277,10 +288,11 @@ def test_a_long_node_outage_keeps_its_backlog_bounded_by_age_and_size(workdir, r
         assert "is FULL (5 messages): dropping the oldest" in glue.log()
         # The node stays down past its message TTL: it could not serve them any more.
         wait_until(
-            lambda: status()["backlog"][node_label] == 0, 60, interval=0.5, what="expired records dropped"
+            lambda: status()["backlog"][node_label] == 0, 120, interval=0.5, what="expired records dropped"
         )
         assert status()["backlog_dropped"][node_label] == {"expired": 5, "full": 3}
-        assert "dropped 5 messages held longer than the node's message TTL" in glue.log()
+        # One line or a few: records held in writes milliseconds apart may expire in two trims.
+        assert re.search(r"dropped \d+ messages held longer than the node's message TTL", glue.log())
         metrics = (
             urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
         )
