@@ -32,12 +32,12 @@ def lease_for(client, feed="comments.3", owner="a", ttl=60.0):
 
 
 def test_one_holder_at_a_time_until_the_lease_expires(client):
-    first, second = lease_for(client, owner="a", ttl=0.3), lease_for(client, owner="b", ttl=60)
+    first, second = lease_for(client, owner="a", ttl=2), lease_for(client, owner="b", ttl=60)
     assert first.acquire()
     assert not second.acquire()
     assert lease_holder(client, "comments.3") == "a"
     # The holder dies (no renewal): the lease expires by itself, then it can be taken.
-    wait_until(second.acquire, timeout=5, what="the expired lease to be taken")
+    wait_until(second.acquire, timeout=15, what="the expired lease to be taken")
     assert lease_holder(client, "comments.3") == "b"
 
 
@@ -91,10 +91,10 @@ def test_the_next_holder_waits_until_the_previous_holders_claims_are_settled(cli
 def test_claims_of_a_dead_holder_settle_once_reclaimed_to_the_front(client):
     feed = JobFeed(client, "comments.3", worker_id="dead")
     ids = feed.put_many([f"job {n}" for n in range(25)])
-    dead = lease_for(client, owner="dead", ttl=0.2)
+    dead = lease_for(client, owner="dead", ttl=2)
     assert dead.acquire()
     LeasedFeed(dead, "dead").claim(20)  # in one millisecond: their order is the claimed set's
-    wait_until(lambda: client.get("feed.lease:comments.3") is None, timeout=5, what="expiry")
+    wait_until(lambda: client.get("feed.lease:comments.3") is None, timeout=15, what="expiry")
     new = lease_for(client, owner="b")
     assert new.acquire()
     assert not new.settled()
@@ -179,11 +179,11 @@ def test_a_graceful_stop_hands_its_partitions_over_at_once(client):
 
 
 def test_a_dead_instances_partitions_are_taken_when_its_leases_expire(client):
-    a, b = balancer(client, "a", ttl=0.5), balancer(client, "b", ttl=0.5)
+    a, b = balancer(client, "a", ttl=2), balancer(client, "b", ttl=2)
     rounds([a[0], b[0]])
     assert_shared_fairly(client, [a, b])
     # a dies: it neither renews nor releases.
-    wait_until(lambda: (rounds([b[0]], count=1), len(b[1].open) == N)[1], timeout=10, what="b to take all")
+    wait_until(lambda: (rounds([b[0]], count=1), len(b[1].open) == N)[1], timeout=20, what="b to take all")
     assert_shared_fairly(client, [b])
 
 
