@@ -102,8 +102,9 @@ def test_a_node_serving_the_wrong_name_is_refused_and_gets_everything_once_it_se
             log = glue.log_path.read_text(errors="replace")
             failing = [line for line in log.splitlines() if f"push node {label} is failing" in line]
             print(failing[0] if failing else log[-2000:])
-            assert failing and "CERTIFICATE_VERIFY_FAILED" in failing[0]
-            assert "localhost" in failing[0]  # the name it asked for and did not get
+            # The first reason may be a timeout on a slow day; the certificate's follows.
+            refused = [line for line in failing if "CERTIFICATE_VERIFY_FAILED" in line]
+            assert refused and "localhost" in refused[0]  # the name it asked for and did not get
             assert stored(node, channels[0]) == 0
 
             # The node now serves a certificate for its name too (a renewal, a reload).

@@ -279,11 +279,11 @@ def test_finish_sends_thoonks_job_finish_notice(client):
     feed = feed_for(client)
     pubsub = client.pubsub()
     pubsub.subscribe("job.finish:jobs")
-    pubsub.get_message(timeout=1)  # subscribe confirmation
+    assert pubsub.get_message(timeout=10)["type"] == "subscribe"  # before anything is finished
     job_id = feed.put("x")
     feed.claim(1)
     feed.finish([job_id], results=["ok"], notify=True)
-    notice = pubsub.get_message(timeout=2)
+    notice = pubsub.get_message(timeout=10)
     assert notice["data"] == f"{job_id}\0ok".encode()
 
 

@@ -124,12 +124,12 @@ def test_thoonk_listeners_get_the_job_finish_notice(redis_server):
     client = redis_server.client()
     pubsub = client.pubsub()
     pubsub.subscribe("job.finish:comments")
-    pubsub.get_message(timeout=1)
+    assert pubsub.get_message(timeout=10)["type"] == "subscribe"
     job_id = thoonk_put(client, "comments", "x")
     feed = JobFeed(client, "comments")
     feed.claim(1)
     feed.finish([job_id], results=["published"], notify=True)
-    assert pubsub.get_message(timeout=2)["data"] == f"{job_id}\0published".encode()
+    assert pubsub.get_message(timeout=10)["data"] == f"{job_id}\0published".encode()
 
 
 def test_a_thoonk_job_id_that_would_forge_a_header_is_stalled_and_never_sent(redis_server, push_node):
