@@ -356,7 +356,7 @@ def test_the_browser_keeps_its_url_across_a_failover_to_another_node(private):
 
 def test_an_expired_url_is_refused_on_reconnect_even_by_a_node_that_let_it_in(private):
     with PushNode(overrides=NODE_KEYS) as node:
-        subscription = sign(KEYS, private, 5, key_id="app-1")  # opened within a second, even on a slow day
+        subscription = sign(KEYS, private, 5, key_id="app-1")  # 4-5 s to open it, even on a slow day
         with node.events(target(subscription)):
             node.wait_for_subscribers(private)
         time.sleep(max(0.0, subscription.expires - time.time()) + 1.1)
